@@ -1,0 +1,3 @@
+fn main() {
+    println!("modelship-server: not yet implemented");
+}

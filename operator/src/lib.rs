@@ -1,0 +1,1 @@
+//! The modelship operator: the `ModelDeployment` API and its reconciler.

@@ -1,0 +1,3 @@
+fn main() {
+    println!("modelship-operator: not yet implemented");
+}

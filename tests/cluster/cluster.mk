@@ -1,0 +1,40 @@
+# Local Kubernetes cluster built from upstream components (tests/cluster,
+# docs/local-cluster.md). Included by the top-level Makefile; also usable
+# alone: make -f tests/cluster/cluster.mk cluster-up. Paths are relative to
+# the repository root.
+#
+#   make cluster-up [MODE=full|control-plane]   start (no-op when up)
+#   make cluster-down                           stop, remove everything it made
+#   make cluster-status                         what runs
+#   make cluster-image IMAGE=ref SRC=path [ENTRYPOINT='/prog --flag']
+#                                               OCI image from a binary or rootfs dir,
+#                                               imported into the cluster's containerd
+#   make test-cluster [CLUSTER_TEST_MODES='control-plane full']
+#   make cluster-build                          build or reuse the binaries only
+# Environment: MODELSHIP_CLUSTER_DIR, MODELSHIP_CLUSTER_PORT_BASE,
+# MODELSHIP_CLUSTER_CACHE (see the docs).
+
+CLUSTER_SH := tests/cluster/cluster.sh
+CLUSTER_TEST_MODES ?= control-plane full
+
+.PHONY: cluster-build cluster-up cluster-down cluster-status cluster-image test-cluster
+
+cluster-build:
+	@$(CLUSTER_SH) build
+
+cluster-up:
+	@MODE=$(if $(MODE),$(MODE),full) $(CLUSTER_SH) up
+
+cluster-down:
+	@$(CLUSTER_SH) down
+
+cluster-status:
+	@$(CLUSTER_SH) status
+
+cluster-image:
+	@if [ -z "$(IMAGE)" ] || [ -z "$(SRC)" ]; then \
+	  echo "usage: make cluster-image IMAGE=name:tag SRC=binary-or-rootfs-dir [ENTRYPOINT='/prog --flag']" >&2; exit 2; fi
+	@$(CLUSTER_SH) image '$(IMAGE)' '$(SRC)' $(ENTRYPOINT)
+
+test-cluster:
+	@tests/cluster/test/run.sh $(CLUSTER_TEST_MODES)

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Entry point of the local Kubernetes cluster (see docs/local-cluster.md):
+#   cluster.sh build                       build or reuse the binaries; print their dir
+#   cluster.sh up                          start the cluster (MODE=full|control-plane); no-op when up
+#   cluster.sh down                        stop it and remove everything it made
+#   cluster.sh status                      show what runs; exit 1 when not up
+#   cluster.sh image NAME SRC [ENTRYPOINT...]  build an OCI image from a binary or
+#                                          rootfs directory and import it into containerd
+#   cluster.sh env                         print export lines for PATH and KUBECONFIG
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+for lib in common build pki procs control-plane node image down; do
+  # shellcheck source=/dev/null
+  source "$here/lib/$lib.sh"
+done
+
+# Components of each mode, in start order.
+components() {
+  case "$1" in
+    control-plane) echo etcd kube-apiserver kube-controller-manager ;;
+    full) echo etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy metrics-server ;;
+    *) die "unknown MODE '$1' (full or control-plane)" ;;
+  esac
+}
+
+dead_components() { # of the mode recorded in the state dir
+  local c
+  for c in $(components "$(cat "$RUN_DIR/mode")"); do proc_alive "$c" || echo "$c"; done
+}
+
+# The image archives built from the cache's binaries live beside them.
+cached_image() { # cached_image NAME BINARY -> prints the archive path
+  local tar; tar="$(dirname "$BIN")/images/$(basename "$2").tar"
+  [ -f "$tar" ] || build_image "$1" "$BIN/$2" "$tar"
+  echo "$tar"
+}
+
+cluster_up() {
+  components "$MODE" >/dev/null
+  if [ -f "$RUN_DIR/mode" ]; then
+    local running dead
+    running="$(cat "$RUN_DIR/mode")"
+    dead="$(dead_components)"
+    [ -n "$dead" ] && die "the $running cluster in $STATE_DIR is only partly up (not running: $(echo $dead)); run cluster-down first"
+    [ "$running" = "$MODE" ] || die "a $running cluster is up in $STATE_DIR; run cluster-down before starting a $MODE one"
+    log "$MODE cluster already up ($STATE_DIR); nothing to do"
+    return 0
+  fi
+  if [ -d "$STATE_DIR" ]; then
+    log "$STATE_DIR holds an unfinished cluster; cleaning it up first"
+    cluster_down
+  fi
+  BIN="$(build_binaries)"
+  local start=$SECONDS address=127.0.0.1
+  mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR" "$CONF_DIR"
+  if [ "$MODE" = full ]; then
+    ensure_node_packages
+    record_host_state
+    setup_network
+    setup_cgroups
+    address="$BRIDGE_IP"
+  fi
+  make_pki "$address"
+  start_etcd
+  start_apiserver "$address"
+  start_controller_manager
+  if [ "$MODE" = full ]; then
+    start_scheduler
+    start_containerd
+    import_image "$(cached_image "$PAUSE_IMAGE" pause)"
+    start_kubelet
+    start_kube_proxy
+    start_metrics_server
+  fi
+  wait_for_default_serviceaccount
+  echo "$MODE" > "$RUN_DIR/mode"
+  echo "$((SECONDS - start))" > "$RUN_DIR/start-seconds"
+  log "$MODE cluster up in $((SECONDS - start))s: KUBECONFIG=$KUBECONFIG_FILE, API server https://$address:$APISERVER_PORT"
+}
+
+cluster_status() {
+  if [ ! -f "$RUN_DIR/mode" ]; then
+    echo "no cluster is up in $STATE_DIR"
+    return 1
+  fi
+  BIN="$(bin_dir)"
+  local mode c ok=0
+  mode="$(cat "$RUN_DIR/mode")"
+  echo "mode: $mode   state: $STATE_DIR   kubeconfig: $KUBECONFIG_FILE"
+  for c in $(components "$mode"); do
+    if proc_alive "$c"; then printf '  %-24s running (pid %s)\n' "$c" "$(proc_pid "$c")"
+    else printf '  %-24s NOT RUNNING (log: %s)\n' "$c" "$LOG_DIR/$c.log"; ok=1; fi
+  done
+  kctl get --raw /readyz >/dev/null 2>&1 && echo "  api server ready" || { echo "  api server NOT ready"; ok=1; }
+  [ "$mode" = full ] && kctl get nodes -o wide 2>/dev/null | sed 's/^/  /'
+  return "$ok"
+}
+
+cmd="${1:-}"; shift || true
+case "$cmd" in
+  build) build_binaries ;;
+  up) cluster_up ;;
+  down) cluster_down ;;
+  status) cluster_status ;;
+  image) image_cmd "$@" ;;
+  env)
+    echo "export PATH=\"$(build_binaries):\$PATH\""
+    echo "export KUBECONFIG=\"$KUBECONFIG_FILE\"" ;;
+  *) sed -n '2,10s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+esac

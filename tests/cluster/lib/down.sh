@@ -1,0 +1,137 @@
+# shellcheck shell=bash
+# cluster down: undo everything up did, in reverse order, whatever state a
+# failed up left behind. Safe to run when nothing is up.
+
+# Processes started from the cache's binaries for this state dir, whether
+# or not their pid files survived.
+stray_pids() {
+  local pid exe
+  for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+    exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || continue
+    case "$exe" in "$CACHE_ROOT"/*|*/containerd|*/containerd-shim-runc-v2) ;; *) continue ;; esac
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$STATE_DIR/" && echo "$pid"
+  done
+  return 0
+}
+
+remove_pods() {
+  [ -S "$CONTAINERD_SOCK" ] || return 0
+  local crictl="$BIN/crictl -r unix://$CONTAINERD_SOCK -i unix://$CONTAINERD_SOCK --timeout 20s"
+  log "removing pods"
+  $crictl stopp $($crictl pods -q 2>/dev/null) >/dev/null 2>&1 || true
+  $crictl rmp -f $($crictl pods -q 2>/dev/null) >/dev/null 2>&1 || true
+}
+
+kill_cgroup_processes() {
+  local h pid
+  while read -r h; do
+    [ -d "$h/$CGROUP_PARENT" ] || continue
+    for pid in $(find "$h/$CGROUP_PARENT" -name cgroup.procs -exec cat {} + 2>/dev/null); do
+      kill -KILL "$pid" 2>/dev/null || true
+    done
+  done < <(cgroup_hierarchies)
+}
+
+remove_cgroups() {
+  local h i
+  while read -r h; do
+    [ -d "$h/$CGROUP_PARENT" ] || continue
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+      find "$h/$CGROUP_PARENT" -depth -type d -exec rmdir {} + 2>/dev/null || true
+      [ -d "$h/$CGROUP_PARENT" ] || break
+      sleep 0.5
+    done
+    [ -d "$h/$CGROUP_PARENT" ] && log "WARNING: could not remove cgroup $h/$CGROUP_PARENT"
+  done < <(cgroup_hierarchies)
+  return 0
+}
+
+# Rules that jump to, and chains named, KUBE-*, CNI-* or MODELSHIP-* in
+# every table, for IPv4 and IPv6: what kube-proxy, the kubelet, the CNI
+# bridge plugin and up made.
+remove_iptables() {
+  local ipt table rule chain
+  for ipt in iptables ip6tables; do
+    command -v "$ipt" >/dev/null || continue
+    for table in filter nat mangle raw; do
+      "$ipt-save" -t "$table" 2>/dev/null | grep -E '^-A ' | grep -E -- '-j (KUBE|CNI|MODELSHIP)-' |
+        grep -vE '^-A (KUBE|CNI|MODELSHIP)-' | sed 's/^-A /-D /' |
+        while read -r rule; do
+          eval "$ipt -w -t $table $rule" 2>/dev/null || true
+        done
+      for chain in $("$ipt-save" -t "$table" 2>/dev/null | sed -n 's/^:\(\(KUBE\|CNI\|MODELSHIP\)-[^ ]*\) .*/\1/p'); do
+        "$ipt" -w -t "$table" -F "$chain" 2>/dev/null || true
+      done
+      for chain in $("$ipt-save" -t "$table" 2>/dev/null | sed -n 's/^:\(\(KUBE\|CNI\|MODELSHIP\)-[^ ]*\) .*/\1/p'); do
+        "$ipt" -w -t "$table" -X "$chain" 2>/dev/null || true
+      done
+    done
+  done
+}
+
+unmount_under() { # unmount_under DIR: every mount at or below DIR, deepest first
+  local m
+  for m in $(awk -v d="$1" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/self/mounts | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "WARNING: could not unmount $m"
+  done
+}
+
+cluster_down() {
+  local host_before="$RUN_DIR/host-before" node=false
+  [ -f "$host_before" ] && node=true
+  BIN="$(bin_dir)"
+
+  if $node; then
+    stop_proc kubelet
+    remove_pods
+    stop_proc containerd
+  fi
+  local p
+  for p in metrics-server kube-proxy kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_proc "$p"; done
+  local strays; strays="$(stray_pids)"
+  if [ -n "$strays" ]; then
+    log "killing leftover processes: $(echo $strays)"
+    # shellcheck disable=SC2086
+    kill -KILL $strays 2>/dev/null || true
+  fi
+
+  if $node || ip link show "$BRIDGE" >/dev/null 2>&1; then
+    kill_cgroup_processes
+    [ -x "$BIN/kube-proxy" ] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
+    remove_iptables
+    # Network namespaces the runtime made for pods (cni-*), not there before.
+    local ns
+    for ns in $(ip -o netns list 2>/dev/null | awk '{print $1}' | grep '^cni-'); do
+      grep -qx "netns $ns" "$host_before" 2>/dev/null && continue
+      ip netns delete "$ns" 2>/dev/null || true
+    done
+    unmount_under /run/containerd
+    if ip link show "$BRIDGE" >/dev/null 2>&1; then log "removing bridge $BRIDGE"; ip link delete "$BRIDGE"; fi
+    ip route del unreachable "$SERVICE_CIDR" 2>/dev/null || true
+    remove_cgroups
+  fi
+  if [ -f "$host_before" ]; then
+    local kind name value path
+    while read -r kind name value; do
+      [ "$kind" = sysctl ] || continue
+      path="$(sysctl_path "$name")"
+      [ "$(tr '\t' ' ' < "$path")" = "$value" ] || echo "$value" > "$path" 2>/dev/null || log "WARNING: could not restore $name"
+    done < "$host_before"
+    for path in "${HOST_PATHS[@]}"; do
+      grep -qx "path $path" "$host_before" && continue
+      [ -e "$path" ] || continue
+      unmount_under "$path"
+      if [ "$path" = /run/netns ]; then
+        rmdir "$path" 2>/dev/null || true # others may keep namespaces there
+      else
+        rm -rf "$path"
+      fi
+    done
+  fi
+  if [ -d "$STATE_DIR" ]; then
+    unmount_under "$STATE_DIR"
+    rm -rf "$STATE_DIR"
+    log "removed $STATE_DIR"
+  fi
+  log "cluster is down"
+}

@@ -1,0 +1,380 @@
+#!/usr/bin/env bash
+# Proof tests of the local cluster (issue 3): tests/cluster/test/run.sh [control-plane] [full]
+# Brings each mode up, proves it works, brings it down and proves that
+# nothing is left behind. Closes with "N passed, N failed[, N skipped]".
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CLUSTER="$here/../cluster.sh"
+# shellcheck source=../lib/common.sh
+source "$here/../lib/common.sh"
+# shellcheck source=../lib/node.sh
+source "$here/../lib/node.sh"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+
+modes=("$@")
+[ "${#modes[@]}" -gt 0 ] || modes=(control-plane full)
+
+k() { "$BIN/kubectl" --kubeconfig="$KUBECONFIG_FILE" "$@"; }
+TESTDATA="$CLUSTER_SRC/testdata"
+TESTAPP_IMAGE=modelship.local/testapp:dev
+
+# --- what a cluster leaves on the host ---------------------------------------
+host_snapshot() {
+  echo "## processes"; ps -eo comm= | grep -E '^(kube|etcd|containerd|metrics-server|pause|testapp|runc|crictl)' | sort || true
+  echo "## mounts"; awk '{print $2, $3}' /proc/self/mounts | grep -vE '^/proc/' | sort
+  echo "## links"; ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort
+  echo "## addresses"; ip -o addr show | awk '{print $2, $4}' | sort
+  echo "## routes"; ip route show table all | sort
+  echo "## netns"; ip netns list 2>/dev/null | sort
+  local t
+  for t in filter nat mangle raw; do
+    echo "## iptables $t"; iptables-save -t "$t" 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
+    echo "## ip6tables $t"; ip6tables-save -t "$t" 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
+  done
+  echo "## cgroups"; find /sys/fs/cgroup -maxdepth 2 -type d | sort
+  echo "## sysctls"; local s; for s in "${SYSCTLS[@]}"; do echo "$s $(cat "$(sysctl_path "$s")" 2>/dev/null)"; done
+  echo "## files"; local p; for p in "${HOST_PATHS[@]}" "$STATE_DIR"; do [ -e "$p" ] && echo "$p"; done
+  for p in /run /var/lib /var/log /etc /opt; do ls -1 "$p" | sed "s|^|$p/|"; done
+  return 0
+}
+
+pids_of_cluster() { cat "$RUN_DIR"/*.pid 2>/dev/null | sort -n | tr '\n' ' '; }
+
+# Every TCP/UDP socket that a cluster process listens on is on loopback or,
+# in full mode, on the bridge address.
+assert_listens_only_locally() {
+  local pid bad=0 line
+  for pid in $(pids_of_cluster); do
+    while read -r line; do
+      echo "$line"
+      case "$(echo "$line" | awk '{print $5}')" in
+        127.0.0.1:*|"[::1]:"*|"$BRIDGE_IP:"*) ;;
+        *) echo "^ listens beyond loopback and the bridge"; bad=1 ;;
+      esac
+    done < <(ss -ltunpH | grep -E "pid=$pid," || true)
+  done
+  [ "$bad" -eq 0 ] || fail "a cluster process listens on a non-local address"
+}
+
+# --- control-plane mode --------------------------------------------------------
+t_cp_up() {
+  MODE=control-plane "$CLUSTER" up
+  echo "control-plane start: $(cat "$RUN_DIR/start-seconds")s"
+}
+
+t_cp_up_again_is_noop() {
+  local before; before="$(pids_of_cluster)"
+  MODE=control-plane "$CLUSTER" up 2>&1 | tee /dev/stderr | grep -q "already up" || fail "second up did not say 'already up'"
+  [ "$before" = "$(pids_of_cluster)" ] || fail "second up changed the processes: $before -> $(pids_of_cluster)"
+  "$CLUSTER" status
+}
+
+t_cp_listens_only_on_loopback() { assert_listens_only_locally; }
+
+t_crd_and_custom_object_apply() {
+  k apply -f "$TESTDATA/widget-crd.yaml"
+  k wait --for=condition=Established --timeout=30s crd/widgets.cluster-test.modelship.dev
+  k create namespace crd-test
+  k -n crd-test apply -f - <<'YAML'
+apiVersion: cluster-test.modelship.dev/v1
+kind: Widget
+metadata: {name: w1}
+spec: {size: 3}
+YAML
+  [ "$(k -n crd-test get widget w1 -o jsonpath='{.spec.size}')" = 3 ] || fail "widget w1 did not read back"
+  # The API server validates against the CRD's schema.
+  if k -n crd-test apply -f - <<'YAML' 2>&1; then fail "a widget of size 0 was accepted"; fi
+apiVersion: cluster-test.modelship.dev/v1
+kind: Widget
+metadata: {name: w0}
+spec: {size: 0}
+YAML
+}
+
+t_owned_deployment_is_garbage_collected() {
+  k create namespace gc-test
+  k -n gc-test create configmap owner
+  local uid; uid="$(k -n gc-test get configmap owner -o jsonpath='{.metadata.uid}')"
+  k -n gc-test apply -f - <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: owned
+  ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: owner, uid: $uid}]
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: owned}}
+  template:
+    metadata: {labels: {app: owned}}
+    spec: {containers: [{name: app, image: $TESTAPP_IMAGE, imagePullPolicy: Never}]}
+YAML
+  # The deployment controller makes a ReplicaSet, the ReplicaSet controller a pod.
+  eventually 30 sh -c "'$BIN/kubectl' --kubeconfig='$KUBECONFIG_FILE' -n gc-test get replicasets -o name | grep -q ."
+  eventually 30 sh -c "'$BIN/kubectl' --kubeconfig='$KUBECONFIG_FILE' -n gc-test get pods -o name | grep -q ."
+  k -n gc-test delete configmap owner
+  eventually 60 sh -c "! '$BIN/kubectl' --kubeconfig='$KUBECONFIG_FILE' -n gc-test get deployment owned 2>/dev/null"
+  eventually 60 sh -c "[ -z \"\$('$BIN/kubectl' --kubeconfig='$KUBECONFIG_FILE' -n gc-test get replicasets -o name)\" ]"
+}
+
+t_hpa_controller_reconciles() {
+  k create namespace hpa-cp-test
+  k -n hpa-cp-test create deployment target --image="$TESTAPP_IMAGE"
+  k -n hpa-cp-test apply -f - <<'YAML'
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: target}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: target}
+  minReplicas: 1
+  maxReplicas: 2
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+YAML
+  # Without metrics the controller still reports why it cannot scale.
+  eventually 40 sh -c "'$BIN/kubectl' --kubeconfig='$KUBECONFIG_FILE' -n hpa-cp-test get hpa target -o jsonpath='{.status.conditions[*].type}' | grep -q AbleToScale"
+  k -n hpa-cp-test get hpa target -o yaml
+}
+
+t_private_control_plane_runs_beside() {
+  local dir; dir="$(mktemp -d)/private"
+  MODE=control-plane MODELSHIP_CLUSTER_DIR="$dir" MODELSHIP_CLUSTER_PORT_BASE=17000 "$CLUSTER" up
+  local pk=("$BIN/kubectl" --kubeconfig="$dir/kubeconfig")
+  grep -q "https://127.0.0.1:17443" "$dir/kubeconfig" || fail "private kubeconfig does not point at port 17443"
+  "${pk[@]}" create namespace only-in-private
+  if k get namespace only-in-private 2>/dev/null; then fail "the private cluster shares state with the default one"; fi
+  MODELSHIP_CLUSTER_DIR="$dir" "$CLUSTER" down
+  [ ! -e "$dir" ] || fail "$dir still exists after down"
+  if ps -eo args= | grep -F -- "$dir/" | grep -v grep; then fail "private cluster processes are left"; fi
+  k get --raw /readyz >/dev/null || fail "the default cluster stopped answering"
+}
+
+t_cp_down_removes_everything() {
+  local pids; pids="$(pids_of_cluster)"
+  "$CLUSTER" down
+  [ ! -e "$STATE_DIR" ] || fail "$STATE_DIR still exists"
+  local pid
+  for pid in $pids; do ! kill -0 "$pid" 2>/dev/null || fail "process $pid still runs"; done
+  ! ss -ltnH | grep -E ":($APISERVER_PORT|$ETCD_CLIENT_PORT|$KCM_PORT) " || fail "a cluster port still listens"
+}
+
+# --- full mode -------------------------------------------------------------------
+t_full_up() {
+  MODE=full "$CLUSTER" up
+  echo "full start: $(cat "$RUN_DIR/start-seconds")s"
+  k get nodes -o wide
+}
+
+t_full_up_again_is_noop() {
+  local before; before="$(pids_of_cluster)"
+  MODE=full "$CLUSTER" up 2>&1 | tee /dev/stderr | grep -q "already up" || fail "second up did not say 'already up'"
+  [ "$before" = "$(pids_of_cluster)" ] || fail "second up changed the processes"
+}
+
+t_full_listens_only_on_loopback_and_bridge() { assert_listens_only_locally; }
+
+t_service_cidr_is_unreachable_on_host() {
+  ip route get 10.233.0.254 2>&1 | tee /dev/stderr | grep -q unreachable ||
+    ! ip route get 10.233.0.254 >/dev/null 2>&1 || fail "the service range is routed somewhere"
+}
+
+t_image_from_local_binary_is_imported() {
+  "$CLUSTER" image "$TESTAPP_IMAGE" "$BIN/testapp"
+  "$BIN/crictl" -r "unix://$CONTAINERD_SOCK" -i "unix://$CONTAINERD_SOCK" images | tee /dev/stderr | grep -q "modelship.local/testapp"
+}
+
+t_pod_from_local_image_becomes_ready() {
+  k create namespace app-test
+  k -n app-test apply -f - <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: testapp}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: testapp}}
+  template:
+    metadata: {labels: {app: testapp}}
+    spec:
+      containers:
+      - name: testapp
+        image: $TESTAPP_IMAGE
+        imagePullPolicy: Never
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 2}
+        resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {memory: 64Mi}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: testapp}
+spec:
+  selector: {app: testapp}
+  ports: [{port: 80, targetPort: 8080}]
+YAML
+  k -n app-test rollout status deployment/testapp --timeout=120s
+  k -n app-test get pods -o wide
+}
+
+t_service_reached_from_host() {
+  local ip; ip="$(k -n app-test get service testapp -o jsonpath='{.spec.clusterIP}')"
+  echo "ClusterIP $ip"
+  eventually 30 sh -c "curl -sf --max-time 3 http://$ip/ | grep 'hello from testapp-'"
+}
+
+run_pod() { # run_pod NAMESPACE NAME SERVICEACCOUNT ARGS...: run to completion, print logs
+  local ns="$1" name="$2" sa="$3"; shift 3
+  local args; args="$(printf '"%s",' "$@")"
+  k -n "$ns" apply -f - <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: $name}
+spec:
+  restartPolicy: Never
+  serviceAccountName: $sa
+  containers:
+  - name: main
+    image: $TESTAPP_IMAGE
+    imagePullPolicy: Never
+    args: [${args%,}]
+YAML
+  eventually 90 sh -c "'$BIN/kubectl' --kubeconfig='$KUBECONFIG_FILE' -n $ns get pod $name -o jsonpath='{.status.phase}' | grep -qE 'Succeeded|Failed'"
+  k -n "$ns" logs "$name"
+  [ "$(k -n "$ns" get pod "$name" -o jsonpath='{.status.phase}')" = Succeeded ] || fail "pod $name failed"
+}
+
+t_service_reached_from_another_pod() {
+  local ip; ip="$(k -n app-test get service testapp -o jsonpath='{.spec.clusterIP}')"
+  run_pod app-test client default -get "http://$ip/" | tee /dev/stderr | grep -q 'hello from testapp-'
+}
+
+t_pod_talks_to_api_server_as_its_service_account() {
+  k -n app-test create serviceaccount prober
+  run_pod app-test whoami prober -whoami | tee /dev/stderr | grep -qx 'system:serviceaccount:app-test:prober'
+}
+
+top_has_numbers() {
+  k -n app-test top pod --no-headers 2>&1 | tee /dev/stderr | grep -qE '^testapp-[^ ]+ +[0-9]+m +[0-9]+Mi'
+}
+t_kubectl_top_pod_returns_numbers() { eventually 120 top_has_numbers; }
+
+hpa_scaled_out() {
+  local util replicas
+  util="$(k -n hpa-test get hpa burner -o jsonpath='{.status.currentMetrics[0].resource.current.averageUtilization}')"
+  replicas="$(k -n hpa-test get hpa burner -o jsonpath='{.status.desiredReplicas}')"
+  echo "utilization ${util:-none}%, desired replicas ${replicas:-none}"
+  [ -n "$util" ] && [ "$util" -gt 0 ] && [ "${replicas:-0}" -gt 1 ]
+}
+t_hpa_scales_out_cpu_burner() {
+  k create namespace hpa-test
+  # Each pod burns 0.2 CPU against a request of 0.04: 500% of its target.
+  # The burn stops by itself after 4 minutes; the namespace goes at the end.
+  k -n hpa-test apply -f - <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: burner}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: burner}}
+  template:
+    metadata: {labels: {app: burner}}
+    spec:
+      containers:
+      - name: burner
+        image: $TESTAPP_IMAGE
+        imagePullPolicy: Never
+        args: ["-burn", "0.2", "-burn-for", "4m"]
+        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 2}
+        resources: {requests: {cpu: 40m}, limits: {cpu: 250m, memory: 64Mi}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: burner}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: burner}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+YAML
+  eventually 180 hpa_scaled_out
+  k -n hpa-test get hpa burner
+  eventually 60 sh -c "[ \"\$('$BIN/kubectl' --kubeconfig='$KUBECONFIG_FILE' -n hpa-test get deployment burner -o jsonpath='{.status.replicas}')\" -gt 1 ]"
+  k delete namespace hpa-test --wait=false
+}
+
+t_helm_install_and_uninstall() {
+  local helm_home; helm_home="$(mktemp -d)"
+  export HELM_CACHE_HOME="$helm_home/cache" HELM_CONFIG_HOME="$helm_home/config" HELM_DATA_HOME="$helm_home/data"
+  export KUBECONFIG="$KUBECONFIG_FILE"
+  "$BIN/helm" version
+  "$BIN/helm" install smoke "$TESTDATA/chart" -n helm-test --create-namespace --wait --timeout 60s
+  "$BIN/helm" -n helm-test status smoke | tee /dev/stderr | grep -q 'STATUS: deployed'
+  [ "$(k -n helm-test get configmap smoke-greeting -o jsonpath='{.data.greeting}')" = "hello from helm" ] || fail "chart's ConfigMap missing"
+  "$BIN/helm" uninstall smoke -n helm-test --wait --timeout 60s
+  if k -n helm-test get configmap smoke-greeting 2>/dev/null; then fail "ConfigMap still there after uninstall"; fi
+  rm -rf "$helm_home"
+}
+
+t_full_down_leaves_nothing_behind() {
+  "$CLUSTER" down
+  host_snapshot > "$TEST_LOGS/host-after.txt"
+  if ! diff -u "$TEST_LOGS/host-before.txt" "$TEST_LOGS/host-after.txt"; then
+    fail "the host differs from before cluster-up (diff above)"
+  fi
+}
+
+# --- driver ------------------------------------------------------------------------
+keep_logs_and_down() { # on failure keep the components' logs before down removes them
+  [ -d "$LOG_DIR" ] && cp -r "$LOG_DIR" "$TEST_LOGS/cluster-logs-$1" 2>/dev/null || true
+}
+
+echo "cluster tests: building or reusing binaries"
+BIN="$("$CLUSTER" build)"
+export BIN
+"$CLUSTER" down >/dev/null 2>&1 || true
+
+for mode in "${modes[@]}"; do
+  case "$mode" in
+    control-plane)
+      failed_before=$FAILED
+      run_test cp_up t_cp_up
+      if [ "$FAILED" -eq "$failed_before" ]; then
+        run_test cp_up_again_is_noop t_cp_up_again_is_noop
+        run_test cp_listens_only_on_loopback t_cp_listens_only_on_loopback
+        run_test crd_and_custom_object_apply t_crd_and_custom_object_apply
+        run_test owned_deployment_is_garbage_collected t_owned_deployment_is_garbage_collected
+        run_test hpa_controller_reconciles t_hpa_controller_reconciles
+        run_test private_control_plane_runs_beside t_private_control_plane_runs_beside
+      fi
+      [ "$FAILED" -eq "$failed_before" ] || keep_logs_and_down control-plane
+      run_test cp_down_removes_everything t_cp_down_removes_everything
+      ;;
+    full)
+      if [ "$(id -u)" -ne 0 ]; then
+        skip_test full_mode "full mode runs a node and needs root"
+        continue
+      fi
+      host_snapshot > "$TEST_LOGS/host-before.txt"
+      failed_before=$FAILED
+      run_test full_up t_full_up
+      if [ "$FAILED" -eq "$failed_before" ]; then
+        run_test full_up_again_is_noop t_full_up_again_is_noop
+        run_test full_listens_only_on_loopback_and_bridge t_full_listens_only_on_loopback_and_bridge
+        run_test service_cidr_is_unreachable_on_host t_service_cidr_is_unreachable_on_host
+        run_test image_from_local_binary_is_imported t_image_from_local_binary_is_imported
+        run_test pod_from_local_image_becomes_ready t_pod_from_local_image_becomes_ready
+        run_test service_reached_from_host t_service_reached_from_host
+        run_test service_reached_from_another_pod t_service_reached_from_another_pod
+        run_test pod_talks_to_api_server_as_its_service_account t_pod_talks_to_api_server_as_its_service_account
+        run_test kubectl_top_pod_returns_numbers t_kubectl_top_pod_returns_numbers
+        run_test hpa_scales_out_cpu_burner t_hpa_scales_out_cpu_burner
+        run_test helm_install_and_uninstall t_helm_install_and_uninstall
+      fi
+      [ "$FAILED" -eq "$failed_before" ] || keep_logs_and_down full
+      run_test full_down_leaves_nothing_behind t_full_down_leaves_nothing_behind
+      ;;
+    *) echo "unknown mode $mode" >&2; exit 2 ;;
+  esac
+done
+summary

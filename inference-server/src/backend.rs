@@ -26,7 +26,7 @@ pub trait Backend: Send + Sync + 'static {
 
 /// A failure while running a model that the caller could not have prevented
 /// by sending different input: it maps to HTTP 500.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct InferError(pub String);
 

@@ -1,0 +1,55 @@
+# modelship: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Builds are cached outside the repo so fresh clones (and CI) reuse them.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/modelship/target
+export CARGO_TERM_COLOR ?= never
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SERVER_BIN := $(CARGO_TARGET_DIR)/debug/modelship-server
+SERVER_RELEASE_BIN := $(CARGO_TARGET_DIR)/release/modelship-server
+
+-include tests/cluster/cluster.mk
+
+.PHONY: help
+help: ## Show the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## Install what builds and tests need (idempotent)
+	scripts/setup.sh
+	scripts/setup-python.sh
+
+.PHONY: build
+build: ## Build both binaries (debug)
+	cargo build --workspace --bins
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+.PHONY: test-rust
+test-rust: ## Unit and integration tests of both crates
+	cargo test --workspace
+
+.PHONY: test-models
+test-models: setup ## Regenerate the demo models and check they predict as committed
+	$(PY) models/generate.py --check
+
+.PHONY: test-server
+test-server: setup build ## Conformance with tritonclient and kserve, bad-input suite
+	MODELSHIP_SERVER_BIN=$(SERVER_BIN) $(PY) -m pytest -q tests/server
+
+.PHONY: test
+test: setup lint test-rust test-models test-server ## Run every test
+	@echo "make test: all suites passed"
+
+.PHONY: serve
+serve: ## Serve the builtin Iris model on 127.0.0.1:8080
+	cargo run --release -p modelship-server -- serve --model builtin://iris --host 127.0.0.1 --port 8080
+
+.PHONY: demo
+demo: serve ## The main job (for now: the server on the demo model)

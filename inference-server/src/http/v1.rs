@@ -1,0 +1,62 @@
+//! v1 routes: `GET /v1/models/{name}` and `POST /v1/models/{name}:predict`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::{find_model, finish, read_body};
+use crate::protocol::v1;
+use crate::state::{AppState, ModelState, ServedModel};
+
+pub fn routes() -> Router<Arc<AppState>> {
+    // `{name}:predict` is one path segment, so the action is split off by hand.
+    Router::new().route("/v1/models/{name}", get(model_status).post(predict))
+}
+
+async fn model_status(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    match state.model_state(&name) {
+        None => ApiError::NotFound(format!("model '{name}' is not served here")).into_response(),
+        Some(s) => {
+            let ready = matches!(s, ModelState::Ready(_)) && !state.is_draining();
+            Json(json!({ "name": name, "ready": ready })).into_response()
+        }
+    }
+}
+
+async fn predict(
+    State(state): State<Arc<AppState>>,
+    Path(segment): Path<String>,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let Some(name) = segment.strip_suffix(":predict") else {
+        return ApiError::NotFound(format!(
+            "POST /v1/models/{segment}: use /v1/models/{{name}}:predict"
+        ))
+        .into_response();
+    };
+    let result = run_predict(&state, name, body).await;
+    finish(&state, name, "v1", started, result)
+}
+
+async fn run_predict(
+    state: &AppState,
+    name: &str,
+    body: Body,
+) -> Result<(Response, Arc<ServedModel>), ApiError> {
+    let model = find_model(state, name, None)?;
+    let body = read_body(body, state.limits.max_body_bytes).await?;
+    let inputs = v1::parse_instances(&body, &model.engine.signature().inputs)?;
+    drop(body);
+    let outputs = model.engine.infer(inputs).await?;
+    let predictions = v1::encode_predictions(&outputs)?;
+    Ok((Json(predictions).into_response(), model))
+}

@@ -1,0 +1,225 @@
+//! Open Inference Protocol v2 routes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::{REQUEST_ID, find_model, finish, read_body};
+use crate::protocol::v2::{
+    self, HEADER_CONTENT_LENGTH, ModelMetadata, ResponseOutput, ServerMetadata, TensorMetadata,
+};
+use crate::protocol::BadRequest;
+use crate::state::{AppState, ModelState, ServedModel};
+
+pub const SERVER_NAME: &str = "modelship";
+
+/// Protocol extensions this server implements, as listed by `GET /v2`.
+pub const EXTENSIONS: &[&str] = &["binary_tensor_data"];
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/versions/{version}", get(model_metadata_version))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route("/v2/models/{name}/versions/{version}/ready", get(model_ready_version))
+        .route("/v2/models/{name}/infer", post(infer))
+        .route("/v2/models/{name}/versions/{version}/infer", post(infer_version))
+}
+
+async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: SERVER_NAME.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        extensions: EXTENSIONS.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "live": true }))
+}
+
+/// 200 once every model is loaded and warmed up; 503 while loading or draining.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let ready = state.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "ready": ready }))).into_response()
+}
+
+fn metadata(m: &ServedModel) -> ModelMetadata {
+    let sig = m.engine.signature();
+    ModelMetadata {
+        name: m.name.clone(),
+        versions: m.version.iter().cloned().collect(),
+        platform: m.platform.to_string(),
+        inputs: sig.inputs.iter().map(TensorMetadata::from).collect(),
+        outputs: sig.outputs.iter().map(TensorMetadata::from).collect(),
+    }
+}
+
+async fn model_metadata(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<ModelMetadata>, ApiError> {
+    let model = find_model(&state, &name, None)?;
+    Ok(Json(metadata(&model)))
+}
+
+async fn model_metadata_version(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<ModelMetadata>, ApiError> {
+    let model = find_model(&state, &name, Some(&version))?;
+    Ok(Json(metadata(&model)))
+}
+
+fn model_readiness(state: &AppState, name: &str, version: Option<&str>) -> Response {
+    match state.model_state(name) {
+        None => ApiError::NotFound(format!("model '{name}' is not served here")).into_response(),
+        Some(s) => {
+            if let (Some(v), ModelState::Ready(m)) = (version, &s)
+                && m.version.as_deref() != Some(v)
+            {
+                return ApiError::NotFound(format!("model '{name}' has no version '{v}'"))
+                    .into_response();
+            }
+            let ready = matches!(s, ModelState::Ready(_)) && !state.is_draining();
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, Json(json!({ "name": name, "ready": ready }))).into_response()
+        }
+    }
+}
+
+async fn model_ready(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    model_readiness(&state, &name, None)
+}
+
+async fn model_ready_version(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    model_readiness(&state, &name, Some(&version))
+}
+
+async fn infer(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let result = run_infer(&state, &name, None, &headers, body).await;
+    finish(&state, &name, "v2", started, result)
+}
+
+async fn infer_version(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let result = run_infer(&state, &name, Some(&version), &headers, body).await;
+    finish(&state, &name, "v2", started, result)
+}
+
+async fn run_infer(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Response, Arc<ServedModel>), ApiError> {
+    let model = find_model(state, name, version)?;
+    let json_len = match headers.get(HEADER_CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "header {HEADER_CONTENT_LENGTH} must be a non-negative integer"
+                    ))
+                })?,
+        ),
+    };
+    let body = read_body(body, state.limits.max_body_bytes).await?;
+    let request = v2::parse_request(&body, json_len)?;
+    drop(body);
+
+    let signature = model.engine.signature();
+    for out in &request.outputs {
+        if !signature.outputs.iter().any(|s| s.name == out.name) {
+            let names: Vec<&str> = signature.outputs.iter().map(|s| s.name.as_str()).collect();
+            return Err(BadRequest::new(format!(
+                "outputs: the model has no output '{}' (outputs: {})",
+                out.name,
+                names.join(", ")
+            ))
+            .into());
+        }
+    }
+    let id = match request.id {
+        Some(id) => id,
+        None => headers
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+    };
+    let outputs = model.engine.infer(request.inputs).await?;
+
+    let selected: Vec<ResponseOutput> = if request.outputs.is_empty() {
+        outputs
+            .iter()
+            .map(|t| ResponseOutput {
+                tensor: t,
+                binary: request.binary_output,
+            })
+            .collect()
+    } else {
+        request
+            .outputs
+            .iter()
+            .filter_map(|want| {
+                outputs.iter().find(|t| t.name == want.name).map(|t| ResponseOutput {
+                    tensor: t,
+                    binary: want.binary,
+                })
+            })
+            .collect()
+    };
+    let encoded = v2::encode_response(&model.name, model.version.as_deref(), &id, &selected);
+    let mut resp = Response::new(Body::from(encoded.body));
+    let headers = resp.headers_mut();
+    match encoded.json_len {
+        Some(n) => {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            headers.insert(HEADER_CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        None => {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+    }
+    Ok((resp, model))
+}

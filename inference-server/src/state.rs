@@ -1,0 +1,146 @@
+//! What the server is serving right now: its models and whether it is ready.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::engine::Engine;
+use crate::metrics::{Metrics, ModelMetrics};
+use crate::model::ModelCard;
+
+/// A loaded, warmed-up model.
+pub struct ServedModel {
+    pub name: String,
+    pub version: Option<String>,
+    pub platform: &'static str,
+    pub origin: String,
+    pub engine: Engine,
+    pub card: Option<ModelCard>,
+    pub metrics: ModelMetrics,
+}
+
+/// Where a configured model is in its life.
+#[derive(Clone)]
+pub enum ModelState {
+    Loading,
+    Ready(Arc<ServedModel>),
+    Failed(String),
+}
+
+/// Limits applied by the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    pub max_body_bytes: usize,
+}
+
+/// Shared state of all request handlers.
+pub struct AppState {
+    models: RwLock<HashMap<String, ModelState>>,
+    draining: AtomicBool,
+    pub metrics: Arc<Metrics>,
+    pub limits: HttpLimits,
+}
+
+/// The outcome of looking a model up by name (and version).
+pub enum Lookup {
+    Ready(Arc<ServedModel>),
+    NotReady { reason: String },
+    NotFound { message: String },
+}
+
+impl AppState {
+    /// State for a server that will serve `names`, all still loading.
+    pub fn new(names: &[String], metrics: Arc<Metrics>, limits: HttpLimits) -> Arc<AppState> {
+        let models = names
+            .iter()
+            .map(|n| (n.clone(), ModelState::Loading))
+            .collect();
+        Arc::new(AppState {
+            models: RwLock::new(models),
+            draining: AtomicBool::new(false),
+            metrics,
+            limits,
+        })
+    }
+
+    pub fn set_model(&self, name: &str, state: ModelState) {
+        let ready = matches!(state, ModelState::Ready(_));
+        self.metrics
+            .model_ready
+            .get_or_create(&crate::metrics::ModelLabels {
+                model: name.to_string(),
+            })
+            .set(ready as i64);
+        self.models
+            .write()
+            .expect("model table lock")
+            .insert(name.to_string(), state);
+    }
+
+    /// Names of all configured models, sorted.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .models
+            .read()
+            .expect("model table lock")
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn model_state(&self, name: &str) -> Option<ModelState> {
+        self.models
+            .read()
+            .expect("model table lock")
+            .get(name)
+            .cloned()
+    }
+
+    /// Finds a model; `version`, when given, must be the served version.
+    pub fn lookup(&self, name: &str, version: Option<&str>) -> Lookup {
+        match self.model_state(name) {
+            None => Lookup::NotFound {
+                message: format!("model '{name}' is not served here"),
+            },
+            Some(ModelState::Loading) => Lookup::NotReady {
+                reason: format!("model '{name}' is still loading"),
+            },
+            Some(ModelState::Failed(e)) => Lookup::NotReady {
+                reason: format!("model '{name}' failed to load: {e}"),
+            },
+            Some(ModelState::Ready(m)) => match version {
+                Some(v) if m.version.as_deref() != Some(v) => Lookup::NotFound {
+                    message: format!(
+                        "model '{name}' has no version '{v}' (served: {})",
+                        m.version.as_deref().unwrap_or("unversioned")
+                    ),
+                },
+                _ if self.is_draining() => Lookup::NotReady {
+                    reason: "the server is shutting down".to_string(),
+                },
+                _ => Lookup::Ready(m),
+            },
+        }
+    }
+
+    /// Ready when every configured model is loaded and the server is not shutting down.
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining()
+            && self
+                .models
+                .read()
+                .expect("model table lock")
+                .values()
+                .all(|s| matches!(s, ModelState::Ready(_)))
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}

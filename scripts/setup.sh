@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the system packages and tools that builds and tests need. Idempotent.
+set -euo pipefail
+need=()
+for pkg in python3-venv pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  echo "installing: ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt

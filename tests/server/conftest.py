@@ -1,0 +1,70 @@
+"""Starts the real modelship-server binary for the tests in this folder."""
+
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+SERVER_BIN = os.environ.get("MODELSHIP_SERVER_BIN", "")
+
+# The three reference flowers and their classes: setosa, versicolor, virginica.
+FLOWERS = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [6.9, 3.1, 5.4, 2.1]]
+LABELS = [0, 1, 2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, *args: str):
+        if not SERVER_BIN or not os.path.exists(SERVER_BIN):
+            raise RuntimeError(f"MODELSHIP_SERVER_BIN={SERVER_BIN!r} is not a built binary (run via `make test-server`)")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.host_port = f"127.0.0.1:{self.port}"
+        self.log = open(f"/tmp/modelship-server-{self.port}.log", "w")
+        self.proc = subprocess.Popen(
+            [SERVER_BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {open(self.log.name).read()}")
+            try:
+                if requests.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not become ready in 60s")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server("--model", "builtin://iris", "--runtime", "tract")
+    yield s
+    assert s.alive(), "the server died during the tests"
+    s.stop()

@@ -1,6 +1,9 @@
 //! Model runtimes: tract (pure Rust, always built in) and ONNX Runtime
 //! (loaded dynamically from the `onnxruntime` wheel's shared library).
 
+pub mod onnxruntime;
+pub mod tract;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -33,7 +36,9 @@ pub struct RuntimeOptions {
 pub enum LoadError {
     #[error("the model is not a valid ONNX file: {0}")]
     InvalidModel(String),
-    #[error("tract cannot run operator {op}: use --runtime onnxruntime (or auto with the ONNX Runtime library present)")]
+    #[error(
+        "tract cannot run operator {op}: use --runtime onnxruntime (or auto with the ONNX Runtime library present)"
+    )]
     UnsupportedOperator { op: String },
     #[error("ONNX Runtime is not available: {0}")]
     OrtUnavailable(String),
@@ -45,7 +50,69 @@ pub enum LoadError {
 }
 
 /// Loads `artifact` with the runtime chosen by `opts`.
-pub fn load(artifact: &ModelArtifact, opts: &RuntimeOptions) -> Result<Arc<dyn Backend>, LoadError> {
-    let _ = (artifact, opts);
-    Err(LoadError::OrtUnavailable("no runtime implemented yet".into()))
+///
+/// `Auto` uses ONNX Runtime when its library is found (see
+/// [`onnxruntime::find_library`]) and tract otherwise. A library that was
+/// named (flag or environment variable) but cannot be loaded is an error,
+/// not a silent fallback.
+pub fn load(
+    artifact: &ModelArtifact,
+    opts: &RuntimeOptions,
+) -> Result<Arc<dyn Backend>, LoadError> {
+    let model = artifact.origin.as_str();
+    match opts.runtime {
+        RuntimeChoice::Tract => load_tract(artifact),
+        RuntimeChoice::Onnxruntime => {
+            let library = onnxruntime::find_library(opts.ort_library.as_deref())
+                .map_err(LoadError::OrtUnavailable)?;
+            load_onnxruntime(artifact, &library, opts)
+        }
+        RuntimeChoice::Auto => {
+            let named = opts.ort_library.is_some()
+                || onnxruntime::LIBRARY_ENV_VARS
+                    .iter()
+                    .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
+            match onnxruntime::find_library(opts.ort_library.as_deref()) {
+                Ok(library) => {
+                    tracing::info!(
+                        model,
+                        library = %library.display(),
+                        "runtime auto: ONNX Runtime library found, using onnxruntime"
+                    );
+                    load_onnxruntime(artifact, &library, opts)
+                }
+                Err(why) if named => Err(LoadError::OrtUnavailable(why)),
+                Err(why) => {
+                    tracing::info!(model, reason = %why, "runtime auto: using tract");
+                    load_tract(artifact)
+                }
+            }
+        }
+    }
+}
+
+fn load_tract(artifact: &ModelArtifact) -> Result<Arc<dyn Backend>, LoadError> {
+    let started = std::time::Instant::now();
+    let backend = tract::TractBackend::load(&artifact.onnx)?;
+    tracing::info!(
+        model = %artifact.origin,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "model loaded with tract"
+    );
+    Ok(Arc::new(backend))
+}
+
+fn load_onnxruntime(
+    artifact: &ModelArtifact,
+    library: &std::path::Path,
+    opts: &RuntimeOptions,
+) -> Result<Arc<dyn Backend>, LoadError> {
+    let started = std::time::Instant::now();
+    let backend = onnxruntime::OrtBackend::load(&artifact.onnx, library, opts.intra_op_threads)?;
+    tracing::info!(
+        model = %artifact.origin,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "model loaded with onnxruntime"
+    );
+    Ok(Arc::new(backend))
 }

@@ -1,0 +1,421 @@
+//! tract: the pure-Rust runtime that is always built in.
+//!
+//! The model's dynamic batch dimension becomes one symbol, `N`, before
+//! optimization, so a single optimized plan serves every batch size and is
+//! shared by all requests (`SimplePlan::run` takes `&Arc<Self>`).
+
+use std::sync::Arc;
+
+use tract_onnx::pb;
+use tract_onnx::prelude::{
+    Datum, DatumType, Framework, InferenceFact, InferenceModelExt, IntoRunnable, IntoTValue, TDim,
+    TValue, TVec, Tensor as TractTensor, TractError, TractResult, TypedRunnableModel,
+    tract_ndarray,
+};
+
+use super::LoadError;
+use crate::backend::{Backend, InferError};
+use crate::tensor::{DataType, ModelSignature, Tensor, TensorData, TensorSpec};
+
+/// The symbol that stands for every dynamic batch dimension.
+const BATCH_SYMBOL: &str = "N";
+
+pub struct TractBackend {
+    signature: ModelSignature,
+    plan: Arc<TypedRunnableModel>,
+}
+
+impl std::fmt::Debug for TractBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TractBackend")
+            .field("signature", &self.signature)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One dimension as the ONNX file declares it.
+#[derive(Debug, Clone, PartialEq)]
+enum DeclaredDim {
+    Fixed(usize),
+    Named(String),
+    Unknown,
+}
+
+/// An input or output as the ONNX file declares it; `datatype` is `None`
+/// when the file leaves it out.
+#[derive(Debug, Clone)]
+struct Declared {
+    name: String,
+    datatype: Option<DataType>,
+    dims: Option<Vec<DeclaredDim>>,
+}
+
+impl TractBackend {
+    /// Parses, checks and optimizes an ONNX model held in memory.
+    pub fn load(onnx_bytes: &[u8]) -> Result<TractBackend, LoadError> {
+        let onnx = tract_onnx::onnx();
+        let proto = onnx
+            .proto_model_for_read(&mut &onnx_bytes[..])
+            .map_err(|e| LoadError::InvalidModel(format!("{e:#}")))?;
+        let graph = proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| LoadError::InvalidModel("the model has no graph".into()))?;
+
+        // tract parses unknown operators into placeholders and only fails much
+        // later with a vague message: name the first missing one up front.
+        if let Some(op) =
+            first_unsupported_op(graph, &|op_type| onnx.op_register.0.contains_key(op_type))
+        {
+            return Err(LoadError::UnsupportedOperator { op });
+        }
+
+        let inputs = declared_inputs(graph);
+        let outputs: Vec<Declared> = graph.output.iter().map(declared).collect();
+
+        let mut model = onnx
+            .model_for_proto_model(&proto)
+            .map_err(|e| tract_error(&e))?;
+        let batch = model.symbols.sym(BATCH_SYMBOL);
+        let mut input_specs = Vec::with_capacity(inputs.len());
+        for (ix, input) in inputs.iter().enumerate() {
+            let datatype = input.datatype.ok_or_else(|| {
+                LoadError::InvalidModel(format!("input {} declares no datatype", input.name))
+            })?;
+            let dims = input.dims.as_ref().ok_or_else(|| {
+                LoadError::InvalidModel(format!("input {} declares no shape", input.name))
+            })?;
+            let shape: TVec<TDim> = dims
+                .iter()
+                .enumerate()
+                .map(|(axis, dim)| match dim {
+                    DeclaredDim::Fixed(n) => TDim::from(*n),
+                    DeclaredDim::Named(_) | DeclaredDim::Unknown if axis == 0 => {
+                        TDim::from(batch.clone())
+                    }
+                    DeclaredDim::Named(name) => TDim::from(model.symbols.sym(name)),
+                    DeclaredDim::Unknown => {
+                        TDim::from(model.symbols.sym(&format!("{}_{axis}", input.name)))
+                    }
+                })
+                .collect();
+            model
+                .set_input_fact(ix, InferenceFact::dt_shape(datum_type(datatype), shape))
+                .map_err(|e| tract_error(&e))?;
+            input_specs.push(TensorSpec {
+                name: input.name.clone(),
+                datatype,
+                shape: spec_shape(dims),
+            });
+        }
+
+        let optimized = model.into_optimized().map_err(|e| tract_error(&e))?;
+        let mut output_specs = Vec::with_capacity(outputs.len());
+        for (ix, output) in outputs.iter().enumerate() {
+            // What the file declares wins; what tract inferred fills the gaps.
+            let fact = optimized
+                .output_fact(ix)
+                .map_err(|e| tract_error(&e))?
+                .clone();
+            let datatype = match output.datatype {
+                Some(dt) => dt,
+                None => data_type(fact.datum_type).ok_or_else(|| LoadError::Runtime {
+                    runtime: "tract",
+                    message: format!(
+                        "output {} has datatype {:?}, which the server cannot send",
+                        output.name, fact.datum_type
+                    ),
+                })?,
+            };
+            let shape = match &output.dims {
+                Some(dims) => spec_shape(dims),
+                None => fact
+                    .shape
+                    .iter()
+                    .map(|d| d.to_i64().unwrap_or(-1))
+                    .collect(),
+            };
+            output_specs.push(TensorSpec {
+                name: output.name.clone(),
+                datatype,
+                shape,
+            });
+        }
+
+        let plan = optimized.into_runnable().map_err(|e| tract_error(&e))?;
+        Ok(TractBackend {
+            signature: ModelSignature {
+                inputs: input_specs,
+                outputs: output_specs,
+            },
+            plan,
+        })
+    }
+}
+
+impl Backend for TractBackend {
+    fn signature(&self) -> &ModelSignature {
+        &self.signature
+    }
+
+    fn platform(&self) -> &'static str {
+        "tract"
+    }
+
+    fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, InferError> {
+        if inputs.len() != self.signature.inputs.len() {
+            return Err(InferError::new(format!(
+                "expected {} inputs, got {}",
+                self.signature.inputs.len(),
+                inputs.len()
+            )));
+        }
+        let values = inputs
+            .iter()
+            .map(|t| to_tract(t).map(IntoTValue::into_tvalue))
+            .collect::<TractResult<TVec<TValue>>>()
+            .map_err(|e| InferError::new(format!("{e:#}")))?;
+        let outputs = self
+            .plan
+            .run(values)
+            .map_err(|e| InferError::new(format!("tract: {e:#}")))?;
+        outputs
+            .into_iter()
+            .zip(&self.signature.outputs)
+            .map(|(value, spec)| {
+                from_tract(&value, spec)
+                    .map_err(|e| InferError::new(format!("output {}: {e:#}", spec.name)))
+            })
+            .collect()
+    }
+}
+
+/// The graph inputs that are real inputs: old exporters also list
+/// initializers (weights) among them.
+fn declared_inputs(graph: &pb::GraphProto) -> Vec<Declared> {
+    let initializers: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    graph
+        .input
+        .iter()
+        .filter(|i| !initializers.contains(i.name.as_str()))
+        .map(declared)
+        .collect()
+}
+
+fn declared(info: &pb::ValueInfoProto) -> Declared {
+    let tensor = info.r#type.as_ref().and_then(|t| match &t.value {
+        Some(pb::type_proto::Value::TensorType(t)) => Some(t),
+        _ => None,
+    });
+    Declared {
+        name: info.name.clone(),
+        datatype: tensor.and_then(|t| onnx_elem_type(t.elem_type)),
+        dims: tensor.and_then(|t| t.shape.as_ref()).map(|shape| {
+            use pb::tensor_shape_proto::dimension::Value;
+            shape
+                .dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(Value::DimValue(v)) if *v >= 0 => DeclaredDim::Fixed(*v as usize),
+                    Some(Value::DimParam(p)) if !p.is_empty() && p != "?" => {
+                        DeclaredDim::Named(p.clone())
+                    }
+                    _ => DeclaredDim::Unknown,
+                })
+                .collect()
+        }),
+    }
+}
+
+fn spec_shape(dims: &[DeclaredDim]) -> Vec<i64> {
+    dims.iter()
+        .map(|d| match d {
+            DeclaredDim::Fixed(n) => *n as i64,
+            _ => -1,
+        })
+        .collect()
+}
+
+/// The first operator (in graph order, subgraphs included) that `known` rejects.
+fn first_unsupported_op(graph: &pb::GraphProto, known: &dyn Fn(&str) -> bool) -> Option<String> {
+    for node in &graph.node {
+        if !known(&node.op_type) {
+            return Some(if node.domain.is_empty() || node.domain == "ai.onnx" {
+                node.op_type.clone()
+            } else {
+                format!("{} (domain {})", node.op_type, node.domain)
+            });
+        }
+        for attr in &node.attribute {
+            for sub in attr.g.iter().chain(&attr.graphs) {
+                if let Some(op) = first_unsupported_op(sub, known) {
+                    return Some(op);
+                }
+            }
+        }
+    }
+    None
+}
+
+fn tract_error(e: &TractError) -> LoadError {
+    LoadError::Runtime {
+        runtime: "tract",
+        message: format!("{e:#}"),
+    }
+}
+
+/// ONNX `TensorProto.DataType` codes.
+fn onnx_elem_type(code: i32) -> Option<DataType> {
+    Some(match code {
+        1 => DataType::Fp32,
+        2 => DataType::Uint8,
+        3 => DataType::Int8,
+        4 => DataType::Uint16,
+        5 => DataType::Int16,
+        6 => DataType::Int32,
+        7 => DataType::Int64,
+        8 => DataType::Bytes,
+        9 => DataType::Bool,
+        10 => DataType::Fp16,
+        11 => DataType::Fp64,
+        12 => DataType::Uint32,
+        13 => DataType::Uint64,
+        _ => return None,
+    })
+}
+
+fn datum_type(dt: DataType) -> DatumType {
+    match dt {
+        DataType::Bool => DatumType::Bool,
+        DataType::Uint8 => DatumType::U8,
+        DataType::Uint16 => DatumType::U16,
+        DataType::Uint32 => DatumType::U32,
+        DataType::Uint64 => DatumType::U64,
+        DataType::Int8 => DatumType::I8,
+        DataType::Int16 => DatumType::I16,
+        DataType::Int32 => DatumType::I32,
+        DataType::Int64 => DatumType::I64,
+        DataType::Fp16 => DatumType::F16,
+        DataType::Fp32 => DatumType::F32,
+        DataType::Fp64 => DatumType::F64,
+        DataType::Bytes => DatumType::String,
+    }
+}
+
+fn data_type(dt: DatumType) -> Option<DataType> {
+    Some(match dt {
+        DatumType::Bool => DataType::Bool,
+        DatumType::U8 => DataType::Uint8,
+        DatumType::U16 => DataType::Uint16,
+        DatumType::U32 => DataType::Uint32,
+        DatumType::U64 => DataType::Uint64,
+        DatumType::I8 => DataType::Int8,
+        DatumType::I16 => DataType::Int16,
+        DatumType::I32 => DataType::Int32,
+        DatumType::I64 => DataType::Int64,
+        DatumType::F16 => DataType::Fp16,
+        DatumType::F32 => DataType::Fp32,
+        DatumType::F64 => DataType::Fp64,
+        DatumType::String => DataType::Bytes,
+        _ => return None,
+    })
+}
+
+fn to_tract(t: &Tensor) -> TractResult<TractTensor> {
+    let shape = &t.shape;
+    Ok(match &t.data {
+        TensorData::Bool(v) => TractTensor::from_shape(shape, v)?,
+        TensorData::Uint8(v) => TractTensor::from_shape(shape, v)?,
+        TensorData::Uint16(v) => TractTensor::from_shape(shape, v)?,
+        TensorData::Uint32(v) => TractTensor::from_shape(shape, v)?,
+        TensorData::Uint64(v) => TractTensor::from_shape(shape, v)?,
+        TensorData::Int8(v) => TractTensor::from_shape(shape, v)?,
+        TensorData::Int16(v) => TractTensor::from_shape(shape, v)?,
+        TensorData::Int32(v) => TractTensor::from_shape(shape, v)?,
+        TensorData::Int64(v) => TractTensor::from_shape(shape, v)?,
+        TensorData::Fp16(v) => TractTensor::from_shape(shape, v)?,
+        TensorData::Fp32(v) => TractTensor::from_shape(shape, v)?,
+        TensorData::Fp64(v) => TractTensor::from_shape(shape, v)?,
+        TensorData::Bytes(v) => {
+            let strings = v
+                .iter()
+                .map(|b| String::from_utf8(b.clone()))
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(|_| {
+                    TractError::msg(format!(
+                        "input {}: tract only takes UTF-8 strings as BYTES",
+                        t.name
+                    ))
+                })?;
+            tract_ndarray::ArrayD::from_shape_vec(shape.as_slice(), strings)?.into()
+        }
+    })
+}
+
+/// Converts a tract output to the datatype the model declares (tract may
+/// compute, say, labels in another integer type than the file promises).
+fn from_tract(t: &TractTensor, spec: &TensorSpec) -> TractResult<Tensor> {
+    let t = t.cast_to_dt(datum_type(spec.datatype))?;
+    fn vec<T: Datum + Clone>(t: &TractTensor) -> TractResult<Vec<T>> {
+        Ok(t.to_plain_array_view::<T>()?.iter().cloned().collect())
+    }
+    let data = match spec.datatype {
+        DataType::Bool => TensorData::Bool(vec(&t)?),
+        DataType::Uint8 => TensorData::Uint8(vec(&t)?),
+        DataType::Uint16 => TensorData::Uint16(vec(&t)?),
+        DataType::Uint32 => TensorData::Uint32(vec(&t)?),
+        DataType::Uint64 => TensorData::Uint64(vec(&t)?),
+        DataType::Int8 => TensorData::Int8(vec(&t)?),
+        DataType::Int16 => TensorData::Int16(vec(&t)?),
+        DataType::Int32 => TensorData::Int32(vec(&t)?),
+        DataType::Int64 => TensorData::Int64(vec(&t)?),
+        DataType::Fp16 => TensorData::Fp16(vec(&t)?),
+        DataType::Fp32 => TensorData::Fp32(vec(&t)?),
+        DataType::Fp64 => TensorData::Fp64(vec(&t)?),
+        DataType::Bytes => TensorData::Bytes(
+            vec::<String>(&t)?
+                .into_iter()
+                .map(String::into_bytes)
+                .collect(),
+        ),
+    };
+    Ok(Tensor::new(spec.name.clone(), t.shape().to_vec(), data)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_operator_is_named_with_its_domain() {
+        let graph = pb::GraphProto {
+            node: vec![
+                pb::NodeProto {
+                    op_type: "Add".into(),
+                    ..Default::default()
+                },
+                pb::NodeProto {
+                    op_type: "TreeEnsembleRegressor".into(),
+                    domain: "ai.onnx.ml".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let op = first_unsupported_op(&graph, &|op| op == "Add");
+        assert_eq!(
+            op.as_deref(),
+            Some("TreeEnsembleRegressor (domain ai.onnx.ml)")
+        );
+    }
+
+    #[test]
+    fn garbage_bytes_are_an_invalid_model() {
+        let err = TractBackend::load(b"definitely not protobuf").unwrap_err();
+        assert!(
+            matches!(err, LoadError::InvalidModel(_) | LoadError::Runtime { .. }),
+            "{err}"
+        );
+    }
+}

@@ -53,3 +53,9 @@ serve: ## Serve the builtin Iris model on 127.0.0.1:8080
 
 .PHONY: demo
 demo: serve ## The main job (for now: the server on the demo model)
+
+.PHONY: bench-server
+bench-server: ## Benchmark modelship vs MLServer and KServe (writes docs/benchmarks.md)
+	bench/setup.sh
+	cargo build --release -p modelship-server --bin modelship-server --example empty_axum --example runtime_rate
+	$(PY) bench/bench_server.py

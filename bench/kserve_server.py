@@ -1,0 +1,64 @@
+"""The KServe peer of `make bench-server`: a `kserve.Model` that runs the same
+Iris ONNX file with onnxruntime, served by KServe's own ModelServer (v1 + v2 REST).
+
+Usage: python bench/kserve_server.py PORT MODEL.onnx
+"""
+
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import uvicorn
+
+import kserve
+from kserve import InferOutput, InferRequest, InferResponse
+
+# KServe's REST server hard-codes host 0.0.0.0; this benchmark may listen on
+# loopback only, so every uvicorn.Config it makes is bound to 127.0.0.1.
+_config_init = uvicorn.Config.__init__
+
+
+def _loopback_config(self, *args, **kwargs):
+    kwargs["host"] = "127.0.0.1"
+    _config_init(self, *args, **kwargs)
+
+
+uvicorn.Config.__init__ = _loopback_config
+
+
+class OnnxIris(kserve.Model):
+    def __init__(self, name: str, path: str):
+        super().__init__(name)
+        self.path = path
+        self.session = None
+
+    def load(self) -> bool:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(self.path, opts, providers=["CPUExecutionProvider"])
+        self.ready = True
+        return self.ready
+
+    async def predict(self, payload: InferRequest, headers=None, response_headers=None) -> InferResponse:
+        x = payload.inputs[0].as_numpy().astype(np.float32)
+        label, probabilities = self.session.run(["label", "probabilities"], {"input": x})
+        return InferResponse(
+            model_name=self.name,
+            infer_outputs=[
+                InferOutput(name="label", shape=list(label.shape), datatype="INT64", data=label.tolist()),
+                InferOutput(
+                    name="probabilities",
+                    shape=list(probabilities.shape),
+                    datatype="FP32",
+                    data=probabilities.flatten().tolist(),
+                ),
+            ],
+            response_id=payload.id,
+        )
+
+
+if __name__ == "__main__":
+    port, path = int(sys.argv[1]), sys.argv[2]
+    model = OnnxIris("iris", path)
+    model.load()
+    kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start([model])

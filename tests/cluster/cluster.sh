@@ -36,12 +36,12 @@ cached_image() { # cached_image NAME BINARY -> prints the archive path
 }
 
 cluster_up() {
-  components "$MODE" >/dev/null
+  components "${MODE:?}" >/dev/null
   if [ -f "$RUN_DIR/mode" ]; then
     local running dead
     running="$(cat "$RUN_DIR/mode")"
     dead="$(dead_components)"
-    [ -n "$dead" ] && die "the $running cluster in $STATE_DIR is only partly up (not running: $(echo $dead)); run cluster-down first"
+    [ -n "$dead" ] && die "the $running cluster in $STATE_DIR is only partly up (not running: ${dead//$'\n'/ }); run cluster-down first"
     [ "$running" = "$MODE" ] || die "a $running cluster is up in $STATE_DIR; run cluster-down before starting a $MODE one"
     log "$MODE cluster already up ($STATE_DIR); nothing to do"
     return 0
@@ -91,7 +91,7 @@ cluster_status() {
     if proc_alive "$c"; then printf '  %-24s running (pid %s)\n' "$c" "$(proc_pid "$c")"
     else printf '  %-24s NOT RUNNING (log: %s)\n' "$c" "$LOG_DIR/$c.log"; ok=1; fi
   done
-  kctl get --raw /readyz >/dev/null 2>&1 && echo "  api server ready" || { echo "  api server NOT ready"; ok=1; }
+  if kctl get --raw /readyz >/dev/null 2>&1; then echo "  api server ready"; else echo "  api server NOT ready"; ok=1; fi
   [ "$mode" = full ] && kctl get nodes -o wide 2>/dev/null | sed 's/^/  /'
   return "$ok"
 }

@@ -38,6 +38,9 @@ POD_CIDR=10.233.64.0/24
 BRIDGE_IP=10.233.64.1
 SERVICE_CIDR=10.233.0.0/24
 KUBERNETES_SERVICE_IP=10.233.0.1
+# Policy routing for the host's own connections to Services (lib/node.sh).
+SERVICE_RULE_PREF=2330
+SERVICE_ROUTE_TABLE=2330
 CLUSTER_NAME=modelship-local
 NODE_NAME=modelship-node
 

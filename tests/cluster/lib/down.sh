@@ -108,6 +108,8 @@ cluster_down() {
     unmount_under /run/containerd
     if ip link show "$BRIDGE" >/dev/null 2>&1; then log "removing bridge $BRIDGE"; ip link delete "$BRIDGE"; fi
     ip route del unreachable "$SERVICE_CIDR" 2>/dev/null || true
+    while ip rule del pref "$SERVICE_RULE_PREF" 2>/dev/null; do :; done
+    ip route flush table "$SERVICE_ROUTE_TABLE" 2>/dev/null || true
     remove_cgroups
   fi
   if [ -f "$host_before" ]; then

@@ -49,8 +49,17 @@ setup_network() {
   ip link add "$BRIDGE" type bridge
   ip addr add "$BRIDGE_IP/${POD_CIDR#*/}" dev "$BRIDGE"
   ip link set "$BRIDGE" up
-  # A packet to a ClusterIP that kube-proxy did not rewrite dies here.
+  # A packet to a ClusterIP that kube-proxy did not rewrite dies here...
   ip route add unreachable "$SERVICE_CIDR"
+  # ...but the host's own connections are routed before kube-proxy's DNAT
+  # (at connect time), so an unreachable route would fail them all: for
+  # them alone (iif lo) the range leads onto the cluster's bridge, and
+  # MODELSHIP-OUTPUT rejects, after DNAT, whatever still goes to it.
+  ip rule add pref "$SERVICE_RULE_PREF" iif lo to "$SERVICE_CIDR" lookup "$SERVICE_ROUTE_TABLE"
+  ip route add "$SERVICE_CIDR" dev "$BRIDGE" src "$BRIDGE_IP" table "$SERVICE_ROUTE_TABLE"
+  iptables -w -N MODELSHIP-OUTPUT
+  iptables -w -A MODELSHIP-OUTPUT -d "$SERVICE_CIDR" -j REJECT --reject-with icmp-net-unreachable
+  iptables -w -I OUTPUT 1 -j MODELSHIP-OUTPUT
   echo 1 > /proc/sys/net/ipv4/ip_forward
   echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables
   # Pods talk to each other, the host and its API server, never beyond:
@@ -173,9 +182,9 @@ resolvConf: ""
 podLogsDir: $STATE_DIR/pod-logs
 maxPods: 30
 failSwapOn: false
-# A shared test machine: never evict or taint for disk or memory pressure,
-# never collect images (they cannot be pulled again).
-evictionHard: {memory.available: "50Mi", nodefs.available: "0%", imagefs.available: "0%", nodefs.inodesFree: "0%"}
+# A shared test machine: evict or taint for disk or memory pressure only
+# when nearly nothing is left, never collect images (they cannot be pulled again).
+evictionHard: {memory.available: "50Mi", nodefs.available: "100Mi", imagefs.available: "100Mi", nodefs.inodesFree: "1%", imagefs.inodesFree: "1%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false

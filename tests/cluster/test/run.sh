@@ -21,11 +21,12 @@ TESTAPP_IMAGE=modelship.local/testapp:dev
 
 # --- what a cluster leaves on the host ---------------------------------------
 host_snapshot() {
-  echo "## processes"; ps -eo comm= | grep -E '^(kube|etcd|containerd|metrics-server|pause|testapp|runc|crictl)' | sort || true
+  echo "## processes"; pgrep -l '^(kube|etcd|containerd|metrics-server|pause|testapp|runc|crictl)' | awk '{print $2}' | sort || true
   echo "## mounts"; awk '{print $2, $3}' /proc/self/mounts | grep -vE '^/proc/' | sort
   echo "## links"; ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort
   echo "## addresses"; ip -o addr show | awk '{print $2, $4}' | sort
   echo "## routes"; ip route show table all | sort
+  echo "## rules"; ip rule show
   echo "## netns"; ip netns list 2>/dev/null | sort
   local t
   for t in filter nat mangle raw; do
@@ -35,7 +36,7 @@ host_snapshot() {
   echo "## cgroups"; find /sys/fs/cgroup -maxdepth 2 -type d | sort
   echo "## sysctls"; local s; for s in "${SYSCTLS[@]}"; do echo "$s $(cat "$(sysctl_path "$s")" 2>/dev/null)"; done
   echo "## files"; local p; for p in "${HOST_PATHS[@]}" "$STATE_DIR"; do [ -e "$p" ] && echo "$p"; done
-  for p in /run /var/lib /var/log /etc /opt; do ls -1 "$p" | sed "s|^|$p/|"; done
+  find /run /var/lib /var/log /etc /opt -mindepth 1 -maxdepth 1 | sort
   return 0
 }
 
@@ -112,9 +113,11 @@ YAML
   # The deployment controller makes a ReplicaSet, the ReplicaSet controller a pod.
   eventually 30 sh -c "'$BIN/kubectl' --kubeconfig='$KUBECONFIG_FILE' -n gc-test get replicasets -o name | grep -q ."
   eventually 30 sh -c "'$BIN/kubectl' --kubeconfig='$KUBECONFIG_FILE' -n gc-test get pods -o name | grep -q ."
+  k -n gc-test get deployments,replicasets,pods
   k -n gc-test delete configmap owner
   eventually 60 sh -c "! '$BIN/kubectl' --kubeconfig='$KUBECONFIG_FILE' -n gc-test get deployment owned 2>/dev/null"
   eventually 60 sh -c "[ -z \"\$('$BIN/kubectl' --kubeconfig='$KUBECONFIG_FILE' -n gc-test get replicasets -o name)\" ]"
+  k -n gc-test get deployments,replicasets,pods
 }
 
 t_hpa_controller_reconciles() {
@@ -146,7 +149,7 @@ t_private_control_plane_runs_beside() {
   if k get namespace only-in-private 2>/dev/null; then fail "the private cluster shares state with the default one"; fi
   MODELSHIP_CLUSTER_DIR="$dir" "$CLUSTER" down
   [ ! -e "$dir" ] || fail "$dir still exists after down"
-  if ps -eo args= | grep -F -- "$dir/" | grep -v grep; then fail "private cluster processes are left"; fi
+  if pgrep -af -- "$dir/"; then fail "private cluster processes are left"; fi
   k get --raw /readyz >/dev/null || fail "the default cluster stopped answering"
 }
 
@@ -175,8 +178,12 @@ t_full_up_again_is_noop() {
 t_full_listens_only_on_loopback_and_bridge() { assert_listens_only_locally; }
 
 t_service_cidr_is_unreachable_on_host() {
-  ip route get 10.233.0.254 2>&1 | tee /dev/stderr | grep -q unreachable ||
-    ! ip route get 10.233.0.254 >/dev/null 2>&1 || fail "the service range is routed somewhere"
+  # Forwarded packets (from pods) to a ClusterIP without rules hit the
+  # unreachable route; the host's own are rejected after kube-proxy's DNAT.
+  ip route show | tee /dev/stderr | grep -qx "unreachable $SERVICE_CIDR" || fail "no unreachable route for $SERVICE_CIDR"
+  local start=$SECONDS
+  if curl -s --max-time 10 http://10.233.0.254:81/; then fail "a ClusterIP without a Service answered"; fi
+  [ $((SECONDS - start)) -lt 5 ] || fail "a packet to an unused ClusterIP was not rejected at once"
 }
 
 t_image_from_local_binary_is_imported() {
@@ -325,8 +332,8 @@ t_full_down_leaves_nothing_behind() {
 }
 
 # --- driver ------------------------------------------------------------------------
-keep_logs_and_down() { # on failure keep the components' logs before down removes them
-  [ -d "$LOG_DIR" ] && cp -r "$LOG_DIR" "$TEST_LOGS/cluster-logs-$1" 2>/dev/null || true
+keep_cluster_logs() { # on failure, before down removes them
+  if [ -d "$LOG_DIR" ]; then cp -r "$LOG_DIR" "$TEST_LOGS/cluster-logs-$1" || true; fi
 }
 
 echo "cluster tests: building or reusing binaries"
@@ -347,7 +354,7 @@ for mode in "${modes[@]}"; do
         run_test hpa_controller_reconciles t_hpa_controller_reconciles
         run_test private_control_plane_runs_beside t_private_control_plane_runs_beside
       fi
-      [ "$FAILED" -eq "$failed_before" ] || keep_logs_and_down control-plane
+      [ "$FAILED" -eq "$failed_before" ] || keep_cluster_logs control-plane
       run_test cp_down_removes_everything t_cp_down_removes_everything
       ;;
     full)
@@ -371,7 +378,7 @@ for mode in "${modes[@]}"; do
         run_test hpa_scales_out_cpu_burner t_hpa_scales_out_cpu_burner
         run_test helm_install_and_uninstall t_helm_install_and_uninstall
       fi
-      [ "$FAILED" -eq "$failed_before" ] || keep_logs_and_down full
+      [ "$FAILED" -eq "$failed_before" ] || keep_cluster_logs full
       run_test full_down_leaves_nothing_behind t_full_down_leaves_nothing_behind
       ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;

@@ -52,7 +52,7 @@ var programs = map[string]func() int{
 	},
 	"kube-proxy": func() int { return cli.Run(proxy.NewProxyCommand()) },
 	"kubectl": func() int {
-		_ = logs.GlogSetter(kubectlcmd.GetLogVerbosity(os.Args))
+		_, _ = logs.GlogSetter(kubectlcmd.GetLogVerbosity(os.Args))
 		if err := cli.RunNoErrOutput(kubectlcmd.NewDefaultKubectlCommand()); err != nil {
 			kubectlutil.CheckErr(err)
 		}

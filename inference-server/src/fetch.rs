@@ -33,9 +33,19 @@ pub struct FetchArgs {
 
 /// Runs `fetch`; prints what was written, or the one-line cause of the failure.
 pub async fn run_fetch(args: &FetchArgs) -> ExitCode {
-    match fetch_to_dir_with(&args.uri, &args.dir, args.sha256.as_deref(), &SourceOptions::default()).await {
+    match fetch_to_dir_with(
+        &args.uri,
+        &args.dir,
+        args.sha256.as_deref(),
+        &SourceOptions::default(),
+    )
+    .await
+    {
         Ok(fetched) => {
-            let card = fetched.card.map(|c| format!(", card {}", c.display())).unwrap_or_default();
+            let card = fetched
+                .card
+                .map(|c| format!(", card {}", c.display()))
+                .unwrap_or_default();
             println!(
                 "fetched {} bytes to {} (sha256 {}){card}",
                 fetched.size,
@@ -61,7 +71,11 @@ pub fn write_termination_message(msg: &str) {
         Some(path) if !path.is_empty() => (PathBuf::from(path), true),
         _ => (PathBuf::from(DEFAULT_TERMINATION_LOG), false),
     };
-    let file = std::fs::OpenOptions::new().write(true).truncate(true).create(create).open(&path);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .create(create)
+        .open(&path);
     if let Ok(mut file) = file {
         let _ = file.write_all(truncate(msg, TERMINATION_MESSAGE_MAX).as_bytes());
     }
@@ -101,6 +115,9 @@ mod tests {
     fn termination_messages_are_capped_at_a_char_boundary() {
         assert_eq!(truncate("abc", 2), "ab");
         assert_eq!(truncate("é", 1), "");
-        assert_eq!(truncate(&"x".repeat(5000), TERMINATION_MESSAGE_MAX).len(), 4096);
+        assert_eq!(
+            truncate(&"x".repeat(5000), TERMINATION_MESSAGE_MAX).len(),
+            4096
+        );
     }
 }

@@ -22,38 +22,61 @@ pub fn client(uri: &ModelUri) -> Result<Client, SourceError> {
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
         .build()
-        .map_err(|e| SourceError::Read { uri: uri.to_string(), cause: error_chain(&e.without_url()) })
+        .map_err(|e| SourceError::Read {
+            uri: uri.to_string(),
+            cause: error_chain(&e.without_url()),
+        })
 }
 
 /// Sends the GET and streams the body of a 2xx answer.
 pub async fn open(client: &Client, url: &Url) -> Result<ByteStream, SourceError> {
     let shown = ModelUri::Http(url.clone()).to_string();
-    let response = client.get(url.clone()).send().await.map_err(|e| request_error(&shown, e))?;
+    let response = client
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| request_error(&shown, e))?;
     let status = response.status();
     if !status.is_success() {
         return Err(status_error(shown, status));
     }
-    Ok(response.bytes_stream().map(move |chunk| chunk.map_err(|e| request_error(&shown, e))).boxed())
+    Ok(response
+        .bytes_stream()
+        .map(move |chunk| chunk.map_err(|e| request_error(&shown, e)))
+        .boxed())
 }
 
 /// The body, or `None` when the server says there is no such object (404, 410) or will not
 /// give it (401, 403: a presigned URL signs the model only, not what sits beside it).
 pub async fn read_optional(client: &Client, url: &Url) -> Result<Option<Vec<u8>>, SourceError> {
     let shown = ModelUri::Http(url.clone()).to_string();
-    let response = client.get(url.clone()).send().await.map_err(|e| request_error(&shown, e))?;
+    let response = client
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| request_error(&shown, e))?;
     match response.status() {
-        StatusCode::NOT_FOUND | StatusCode::GONE | StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
+        StatusCode::NOT_FOUND
+        | StatusCode::GONE
+        | StatusCode::FORBIDDEN
+        | StatusCode::UNAUTHORIZED => {
             return Ok(None);
         }
         status if !status.is_success() => return Err(status_error(shown, status)),
         _ => {}
     }
-    let body = response.bytes().await.map_err(|e| request_error(&shown, e))?;
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| request_error(&shown, e))?;
     Ok(Some(body.to_vec()))
 }
 
 fn status_error(uri: String, status: StatusCode) -> SourceError {
-    SourceError::HttpStatus { uri, status: status.to_string() }
+    SourceError::HttpStatus {
+        uri,
+        status: status.to_string(),
+    }
 }
 
 /// A failed request, its cause chain without the URL (which may be presigned).
@@ -63,5 +86,8 @@ fn request_error(uri: &str, e: reqwest::Error) -> SourceError {
     if timeout && !cause.contains("timed out") {
         cause = format!("timed out: {cause}");
     }
-    SourceError::Read { uri: uri.to_string(), cause }
+    SourceError::Read {
+        uri: uri.to_string(),
+        cause,
+    }
 }

@@ -14,11 +14,15 @@ const CHUNK: usize = 256 * 1024;
 
 /// `path` itself when it is a file; the single `*.onnx` file in it when it is a directory.
 pub async fn resolve(path: &Path) -> Result<PathBuf, SourceError> {
-    let meta = tokio::fs::metadata(path).await.map_err(|e| io_error(path, &e))?;
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| io_error(path, &e))?;
     if !meta.is_dir() {
         return Ok(path.to_path_buf());
     }
-    let mut entries = tokio::fs::read_dir(path).await.map_err(|e| io_error(path, &e))?;
+    let mut entries = tokio::fs::read_dir(path)
+        .await
+        .map_err(|e| io_error(path, &e))?;
     let mut models = Vec::new();
     while let Some(entry) = entries.next_entry().await.map_err(|e| io_error(path, &e))? {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -30,14 +34,21 @@ pub async fn resolve(path: &Path) -> Result<PathBuf, SourceError> {
     models.sort();
     match models.len() {
         1 => Ok(path.join(&models[0])),
-        0 => Err(SourceError::NoModelInDir { dir: path.display().to_string() }),
-        _ => Err(SourceError::SeveralModelsInDir { dir: path.display().to_string(), names: models }),
+        0 => Err(SourceError::NoModelInDir {
+            dir: path.display().to_string(),
+        }),
+        _ => Err(SourceError::SeveralModelsInDir {
+            dir: path.display().to_string(),
+            names: models,
+        }),
     }
 }
 
 /// Streams the file's bytes.
 pub async fn open(path: &Path) -> Result<ByteStream, SourceError> {
-    let file = tokio::fs::File::open(path).await.map_err(|e| io_error(path, &e))?;
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| io_error(path, &e))?;
     let shown = path.to_path_buf();
     Ok(ReaderStream::with_capacity(file, CHUNK)
         .map(move |chunk| chunk.map_err(|e| io_error(&shown, &e)))
@@ -54,14 +65,24 @@ pub async fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, SourceError> 
 }
 
 pub fn is_onnx(name: &str) -> bool {
-    name.rsplit_once('.').is_some_and(|(stem, ext)| !stem.is_empty() && ext.eq_ignore_ascii_case("onnx"))
+    name.rsplit_once('.')
+        .is_some_and(|(stem, ext)| !stem.is_empty() && ext.eq_ignore_ascii_case("onnx"))
 }
 
 fn io_error(path: &Path, e: &std::io::Error) -> SourceError {
     let uri = path.display().to_string();
     match e.kind() {
-        ErrorKind::NotFound => SourceError::NotFound { uri, cause: "no such file or directory".to_string() },
-        ErrorKind::PermissionDenied => SourceError::AccessDenied { uri, cause: e.to_string() },
-        _ => SourceError::Read { uri, cause: e.to_string() },
+        ErrorKind::NotFound => SourceError::NotFound {
+            uri,
+            cause: "no such file or directory".to_string(),
+        },
+        ErrorKind::PermissionDenied => SourceError::AccessDenied {
+            uri,
+            cause: e.to_string(),
+        },
+        _ => SourceError::Read {
+            uri,
+            cause: e.to_string(),
+        },
     }
 }

@@ -47,7 +47,11 @@ pub enum SourceError {
     #[error("invalid sha256 {value:?}: expected 64 hex digits")]
     InvalidSha256 { value: String },
     #[error("sha256 mismatch for {uri}: expected {expected}, got {actual}")]
-    ChecksumMismatch { uri: String, expected: String, actual: String },
+    ChecksumMismatch {
+        uri: String,
+        expected: String,
+        actual: String,
+    },
     #[error("malformed model card {uri}: {cause}")]
     MalformedCard { uri: String, cause: String },
     #[error("cannot write {path}: {cause}")]
@@ -102,8 +106,16 @@ pub async fn load_artifact(uri: &str, sha256: Option<&str>) -> Result<ModelArtif
 
 /// Downloads the model named by `uri` into `dir`, keeping its file name, and
 /// returns the path written. Used by `modelship-server fetch` (an init container).
-pub async fn fetch_to_dir(uri: &str, dir: &Path, sha256: Option<&str>) -> Result<PathBuf, SourceError> {
-    Ok(fetch_to_dir_with(uri, dir, sha256, &SourceOptions::default()).await?.path)
+pub async fn fetch_to_dir(
+    uri: &str,
+    dir: &Path,
+    sha256: Option<&str>,
+) -> Result<PathBuf, SourceError> {
+    Ok(
+        fetch_to_dir_with(uri, dir, sha256, &SourceOptions::default())
+            .await?
+            .path,
+    )
 }
 
 /// [`load_artifact`] with explicit [`SourceOptions`].
@@ -122,7 +134,11 @@ pub async fn load_artifact_with(
         hasher.update(&chunk);
         onnx.extend_from_slice(&chunk);
     }
-    verify(&model.uri, expected.as_deref(), &hex::encode(hasher.finalize()))?;
+    verify(
+        &model.uri,
+        expected.as_deref(),
+        &hex::encode(hasher.finalize()),
+    )?;
     let card = model.read_card().await?.map(|(card, _raw)| card);
     Ok(ModelArtifact {
         default_name: uri::file_stem(&model.file_name).to_string(),
@@ -145,15 +161,20 @@ pub async fn fetch_to_dir_with(
 ) -> Result<Fetched, SourceError> {
     let expected = sha256.map(parse_sha256).transpose()?;
     let model = Source::resolve(ModelUri::parse(uri)?, options).await?;
-    tokio::fs::create_dir_all(dir).await.map_err(|e| write_error(dir, &e))?;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| write_error(dir, &e))?;
     let path = dir.join(&model.file_name);
 
     // The card first: once the model is in place, everything is.
     let card = match model.read_card().await? {
         Some((_, raw)) => {
             let card_path = dir.join(uri::card_file_name(&model.file_name));
-            write_atomically(&card_path, futures::stream::iter([Ok(Bytes::from(raw))]).boxed())
-                .await?;
+            write_atomically(
+                &card_path,
+                futures::stream::iter([Ok(Bytes::from(raw))]).boxed(),
+            )
+            .await?;
             Some(card_path)
         }
         None => None,
@@ -163,7 +184,12 @@ pub async fn fetch_to_dir_with(
         && let Some(size) = existing_with_digest(&path, expected).await
     {
         tracing::info!(path = %path.display(), "model already present with the expected sha256");
-        return Ok(Fetched { path, card, size, sha256: expected.clone() });
+        return Ok(Fetched {
+            path,
+            card,
+            size,
+            sha256: expected.clone(),
+        });
     }
 
     let temp = temp_path(&path);
@@ -182,8 +208,15 @@ pub async fn fetch_to_dir_with(
             return Err(e);
         }
     };
-    tokio::fs::rename(&temp, &path).await.map_err(|e| write_error(&path, &e))?;
-    Ok(Fetched { path, card, size, sha256: actual })
+    tokio::fs::rename(&temp, &path)
+        .await
+        .map_err(|e| write_error(&path, &e))?;
+    Ok(Fetched {
+        path,
+        card,
+        size,
+        sha256: actual,
+    })
 }
 
 /// A stream of a model's bytes, errors already naming the URI.
@@ -216,14 +249,20 @@ impl Source {
                 let key = store.resolve(key).await?;
                 Object::S3(store, key)
             }
-            ModelUri::Builtin(name) => Object::Builtin(name.clone(), Box::new(builtin_artifact(name)?)),
+            ModelUri::Builtin(name) => {
+                Object::Builtin(name.clone(), Box::new(builtin_artifact(name)?))
+            }
         };
         let uri = object.uri();
         let file_name = uri.file_name().ok_or_else(|| SourceError::InvalidUri {
             uri: uri.to_string(),
             reason: "it names no file".to_string(),
         })?;
-        Ok(Source { object, uri, file_name })
+        Ok(Source {
+            object,
+            uri,
+            file_name,
+        })
     }
 
     /// Starts reading the model's bytes.
@@ -242,7 +281,9 @@ impl Source {
         let Some(card) = self.object.sibling(&uri::card_file_name(&self.file_name)) else {
             return Ok(None);
         };
-        let Some(raw) = card.read_optional().await? else { return Ok(None) };
+        let Some(raw) = card.read_optional().await? else {
+            return Ok(None);
+        };
         let parsed = serde_json::from_slice(&raw).map_err(|e| SourceError::MalformedCard {
             uri: card.uri().to_string(),
             cause: e.to_string(),
@@ -256,7 +297,10 @@ impl Object {
         match self {
             Self::Local(path) => ModelUri::Local(path.clone()),
             Self::Http(_, url) => ModelUri::Http(url.clone()),
-            Self::S3(store, key) => ModelUri::S3 { bucket: store.bucket().to_string(), key: key.clone() },
+            Self::S3(store, key) => ModelUri::S3 {
+                bucket: store.bucket().to_string(),
+                key: key.clone(),
+            },
             Self::Builtin(name, _) => ModelUri::Builtin(name.clone()),
         }
     }
@@ -306,11 +350,16 @@ fn builtin_artifact(name: &str) -> Result<ModelArtifact, SourceError> {
 /// Normalizes a user-given digest: hex, case-insensitive, optionally prefixed `sha256:`.
 fn parse_sha256(value: &str) -> Result<String, SourceError> {
     let hex = value.trim();
-    let hex = hex.strip_prefix("sha256:").unwrap_or(hex).to_ascii_lowercase();
+    let hex = hex
+        .strip_prefix("sha256:")
+        .unwrap_or(hex)
+        .to_ascii_lowercase();
     if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(hex)
     } else {
-        Err(SourceError::InvalidSha256 { value: value.to_string() })
+        Err(SourceError::InvalidSha256 {
+            value: value.to_string(),
+        })
     }
 }
 
@@ -349,21 +398,27 @@ async fn write_atomically(path: &Path, chunks: ByteStream) -> Result<u64, Source
             return Err(e);
         }
     };
-    tokio::fs::rename(&temp, path).await.map_err(|e| write_error(path, &e))?;
+    tokio::fs::rename(&temp, path)
+        .await
+        .map_err(|e| write_error(path, &e))?;
     Ok(size)
 }
 
 /// Streams `chunks` into a new file at `path` and syncs it; returns the byte count
 /// and the hex SHA-256 of what was written.
 async fn write_file(path: &Path, mut chunks: ByteStream) -> Result<(u64, String), SourceError> {
-    let mut file = tokio::fs::File::create(path).await.map_err(|e| write_error(path, &e))?;
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| write_error(path, &e))?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk?;
         size += chunk.len() as u64;
         hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(|e| write_error(path, &e))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| write_error(path, &e))?;
     }
     file.sync_all().await.map_err(|e| write_error(path, &e))?;
     Ok((size, hex::encode(hasher.finalize())))
@@ -372,12 +427,18 @@ async fn write_file(path: &Path, mut chunks: ByteStream) -> Result<(u64, String)
 /// `.<name>.<pid>.partial` beside `path`: hidden, and distinct per process so two
 /// fetchers of the same directory do not write into each other's file.
 fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.partial", std::process::id()))
 }
 
 fn write_error(path: &Path, e: &std::io::Error) -> SourceError {
-    SourceError::Write { path: path.display().to_string(), cause: e.to_string() }
+    SourceError::Write {
+        path: path.display().to_string(),
+        cause: e.to_string(),
+    }
 }
 
 /// An error and its sources on one line: `a: b: c`, repeated messages once.
@@ -416,14 +477,18 @@ mod tests {
     fn sha256_is_hex_case_insensitive_with_optional_prefix() {
         let hex = "AB".repeat(32);
         assert_eq!(parse_sha256(&hex).unwrap(), "ab".repeat(32));
-        assert_eq!(parse_sha256(&format!("sha256:{hex}")).unwrap(), "ab".repeat(32));
+        assert_eq!(
+            parse_sha256(&format!("sha256:{hex}")).unwrap(),
+            "ab".repeat(32)
+        );
         assert!(parse_sha256("abc").is_err());
         assert!(parse_sha256(&"zz".repeat(32)).is_err());
     }
 
     #[test]
     fn error_chains_are_one_line_without_repeats() {
-        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection\nrefused");
+        let inner =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection\nrefused");
         let outer = std::io::Error::other(inner);
         assert_eq!(error_chain(&outer), "Connection refused");
         assert_eq!(one_line(&"x".repeat(500)).len(), 403);

@@ -61,9 +61,10 @@ impl ModelUri {
                 let key = percent_decode(url.path().trim_start_matches('/'));
                 Ok(Self::S3 { bucket, key })
             }
-            "pvc" => Err(SourceError::UnsupportedUri(format!(
-                "{raw} (pvc:// is resolved by the operator, which mounts the claim: give the server the mounted path)"
-            ))),
+            "pvc" => Err(invalid(
+                raw,
+                "pvc:// is resolved by the operator, which mounts the claim; give the server the mounted path",
+            )),
             _ => Err(SourceError::UnsupportedUri(redact(raw))),
         }
     }
@@ -95,8 +96,14 @@ impl ModelUri {
                 Some(Self::Http(url))
             }
             Self::S3 { bucket, key } => {
-                let dir = key.rsplit_once('/').map(|(dir, _)| format!("{dir}/")).unwrap_or_default();
-                Some(Self::S3 { bucket: bucket.clone(), key: format!("{dir}{name}") })
+                let dir = key
+                    .rsplit_once('/')
+                    .map(|(dir, _)| format!("{dir}/"))
+                    .unwrap_or_default();
+                Some(Self::S3 {
+                    bucket: bucket.clone(),
+                    key: format!("{dir}{name}"),
+                })
             }
             Self::Builtin(_) => None,
         }
@@ -133,7 +140,9 @@ pub fn card_file_name(model_file_name: &str) -> String {
 pub fn redact(raw: &str) -> String {
     match Url::parse(raw) {
         Ok(url) if url.has_host() => redact_url(&url),
-        _ if raw.contains('@') || raw.contains('?') => "<URI with credentials redacted>".to_string(),
+        _ if raw.contains('@') || raw.contains('?') => {
+            "<URI with credentials redacted>".to_string()
+        }
         _ => raw.to_string(),
     }
 }
@@ -162,7 +171,10 @@ fn percent_decode(segment: &str) -> String {
 }
 
 fn invalid(uri: &str, reason: &str) -> SourceError {
-    SourceError::InvalidUri { uri: uri.to_string(), reason: reason.to_string() }
+    SourceError::InvalidUri {
+        uri: uri.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -175,22 +187,39 @@ mod tests {
 
     #[test]
     fn plain_paths_are_local() {
-        assert_eq!(parse("/models/iris.onnx"), ModelUri::Local("/models/iris.onnx".into()));
+        assert_eq!(
+            parse("/models/iris.onnx"),
+            ModelUri::Local("/models/iris.onnx".into())
+        );
         assert_eq!(parse("models"), ModelUri::Local("models".into()));
-        assert_eq!(parse("./a b/iris.onnx"), ModelUri::Local("./a b/iris.onnx".into()));
+        assert_eq!(
+            parse("./a b/iris.onnx"),
+            ModelUri::Local("./a b/iris.onnx".into())
+        );
     }
 
     #[test]
     fn file_urls_become_paths() {
-        assert_eq!(parse("file:///models/iris.onnx"), ModelUri::Local("/models/iris.onnx".into()));
-        assert_eq!(parse("file:///m/a%20b.onnx"), ModelUri::Local("/m/a b.onnx".into()));
-        assert!(matches!(ModelUri::parse("file://"), Err(SourceError::InvalidUri { .. })));
+        assert_eq!(
+            parse("file:///models/iris.onnx"),
+            ModelUri::Local("/models/iris.onnx".into())
+        );
+        assert_eq!(
+            parse("file:///m/a%20b.onnx"),
+            ModelUri::Local("/m/a b.onnx".into())
+        );
+        assert!(matches!(
+            ModelUri::parse("file://"),
+            Err(SourceError::InvalidUri { .. })
+        ));
     }
 
     #[test]
     fn http_urls_keep_their_query() {
         let uri = parse("https://example.com/m/iris.onnx?X-Amz-Signature=abc");
-        let ModelUri::Http(url) = &uri else { panic!("{uri:?}") };
+        let ModelUri::Http(url) = &uri else {
+            panic!("{uri:?}")
+        };
         assert_eq!(url.query(), Some("X-Amz-Signature=abc"));
         assert_eq!(uri.file_name().as_deref(), Some("iris.onnx"));
     }
@@ -199,39 +228,76 @@ mod tests {
     fn s3_urls_split_bucket_and_key() {
         assert_eq!(
             parse("s3://models/team/iris.onnx"),
-            ModelUri::S3 { bucket: "models".into(), key: "team/iris.onnx".into() }
+            ModelUri::S3 {
+                bucket: "models".into(),
+                key: "team/iris.onnx".into()
+            }
         );
-        assert_eq!(parse("s3://models/"), ModelUri::S3 { bucket: "models".into(), key: "".into() });
+        assert_eq!(
+            parse("s3://models/"),
+            ModelUri::S3 {
+                bucket: "models".into(),
+                key: "".into()
+            }
+        );
         assert_eq!(
             parse("s3://models/a%20b.onnx"),
-            ModelUri::S3 { bucket: "models".into(), key: "a b.onnx".into() }
+            ModelUri::S3 {
+                bucket: "models".into(),
+                key: "a b.onnx".into()
+            }
         );
-        assert!(matches!(ModelUri::parse("s3:///key"), Err(SourceError::InvalidUri { .. })));
+        assert!(matches!(
+            ModelUri::parse("s3:///key"),
+            Err(SourceError::InvalidUri { .. })
+        ));
     }
 
     #[test]
     fn builtin_names() {
         assert_eq!(parse("builtin://iris"), ModelUri::Builtin("iris".into()));
-        assert_eq!(parse("BUILTIN://iris-rf/"), ModelUri::Builtin("iris-rf".into()));
-        assert!(matches!(ModelUri::parse("builtin://"), Err(SourceError::InvalidUri { .. })));
+        assert_eq!(
+            parse("BUILTIN://iris-rf/"),
+            ModelUri::Builtin("iris-rf".into())
+        );
+        assert!(matches!(
+            ModelUri::parse("builtin://"),
+            Err(SourceError::InvalidUri { .. })
+        ));
     }
 
     #[test]
     fn unknown_schemes_are_rejected_with_the_supported_list() {
-        let err = ModelUri::parse("gs://bucket/iris.onnx").unwrap_err().to_string();
-        assert!(err.contains("gs://bucket/iris.onnx") && err.contains("s3://"), "{err}");
-        let err = ModelUri::parse("pvc://claim/iris.onnx").unwrap_err().to_string();
+        let err = ModelUri::parse("gs://bucket/iris.onnx")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gs://bucket/iris.onnx") && err.contains("s3://"),
+            "{err}"
+        );
+        let err = ModelUri::parse("pvc://claim/iris.onnx")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("mounted path"), "{err}");
-        assert!(matches!(ModelUri::parse("  "), Err(SourceError::InvalidUri { .. })));
+        assert!(matches!(
+            ModelUri::parse("  "),
+            Err(SourceError::InvalidUri { .. })
+        ));
     }
 
     #[test]
     fn display_hides_credentials() {
         let uri = parse("https://user:secret@example.com/iris.onnx?X-Amz-Signature=abc#x");
         let shown = uri.to_string();
-        assert!(!shown.contains("secret") && !shown.contains("abc") && !shown.contains("user"), "{shown}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("abc") && !shown.contains("user"),
+            "{shown}"
+        );
         assert_eq!(shown, "https://***@example.com/iris.onnx?<redacted>");
-        assert_eq!(parse("http://example.com/iris.onnx").to_string(), "http://example.com/iris.onnx");
+        assert_eq!(
+            parse("http://example.com/iris.onnx").to_string(),
+            "http://example.com/iris.onnx"
+        );
         assert!(!redact("https://user:secret@exa mple.com/").contains("secret"));
     }
 
@@ -240,16 +306,31 @@ mod tests {
         let uri = parse("https://example.com/m/iris%20v2.onnx?sig=1");
         assert_eq!(uri.file_name().as_deref(), Some("iris v2.onnx"));
         let card = uri.sibling(&card_file_name("iris v2.onnx")).unwrap();
-        assert_eq!(card.to_string(), "https://example.com/m/iris%20v2.card.json");
+        assert_eq!(
+            card.to_string(),
+            "https://example.com/m/iris%20v2.card.json"
+        );
 
         let uri = parse("s3://b/team/iris.onnx");
-        assert_eq!(uri.sibling("iris.card.json"), Some(parse("s3://b/team/iris.card.json")));
+        assert_eq!(
+            uri.sibling("iris.card.json"),
+            Some(parse("s3://b/team/iris.card.json"))
+        );
         let uri = parse("s3://b/iris.onnx");
-        assert_eq!(uri.sibling("iris.card.json"), Some(parse("s3://b/iris.card.json")));
+        assert_eq!(
+            uri.sibling("iris.card.json"),
+            Some(parse("s3://b/iris.card.json"))
+        );
 
         let uri = parse("/m/iris.onnx");
-        assert_eq!(uri.sibling("iris.card.json"), Some(parse("/m/iris.card.json")));
-        assert_eq!(parse("builtin://iris").file_name().as_deref(), Some("iris.onnx"));
+        assert_eq!(
+            uri.sibling("iris.card.json"),
+            Some(parse("/m/iris.card.json"))
+        );
+        assert_eq!(
+            parse("builtin://iris").file_name().as_deref(),
+            Some("iris.onnx")
+        );
         assert_eq!(parse("https://example.com/").file_name(), None);
         assert_eq!(parse("https://example.com/a%2F..").file_name(), None);
     }

@@ -1,0 +1,477 @@
+//! The Deployment of model servers.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    HTTPGetAction, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecretEnvSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{
+    SERVER_PORT, SPEC_HASH_ANNOTATION, child_meta, hash_of, labels, model_name, selector_labels,
+};
+use crate::config::Config;
+use crate::crd::ModelDeployment;
+use crate::validate::{InvalidSpec, ModelSource, validate};
+
+/// Name of the server container (its termination message is read for `ModelLoadFailed`).
+pub const SERVER_CONTAINER: &str = "server";
+/// Name of the init container that downloads the model (read for `ModelFetchFailed`).
+pub const FETCH_CONTAINER: &str = "fetch";
+/// Where fetched or mounted models appear in the pod.
+const MODELS_DIR: &str = "/models";
+/// UID and GID the containers run as (the "nonroot" user of distroless images).
+const NONROOT_ID: i64 = 65532;
+
+/// Builds the Deployment of `md`. Fails only for a spec that [`validate`] rejects.
+pub fn build_deployment(md: &ModelDeployment, config: &Config) -> Result<Deployment, InvalidSpec> {
+    let source = validate(md)?;
+    let spec = &md.spec;
+    let server = spec.server.clone().unwrap_or_default();
+    let pod = spec.pod.clone().unwrap_or_default();
+    let image = server
+        .image
+        .clone()
+        .unwrap_or_else(|| config.server_image.clone());
+    let pull_policy = server.image_pull_policy.map(|p| p.as_str().to_string());
+
+    let mut volumes = vec![empty_dir("tmp")];
+    let mut server_mounts = vec![mount("tmp", "/tmp", false)];
+    let mut init_containers = Vec::new();
+    let model_arg = match &source {
+        ModelSource::Builtin(_) | ModelSource::File(_) => spec.model.uri.clone(),
+        ModelSource::Http(uri) | ModelSource::S3(uri) => {
+            volumes.push(empty_dir("models"));
+            server_mounts.push(mount("models", MODELS_DIR, true));
+            init_containers.push(fetch_container(md, uri, &image, pull_policy.clone()));
+            MODELS_DIR.to_string()
+        }
+        ModelSource::Pvc { claim, path } => {
+            volumes.push(Volume {
+                name: "models".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.clone(),
+                    read_only: Some(true),
+                }),
+                ..Volume::default()
+            });
+            server_mounts.push(mount("models", MODELS_DIR, true));
+            format!("{MODELS_DIR}/{path}")
+        }
+    };
+
+    let mut env = vec![
+        env_var("MODELSHIP_MODEL", &model_arg),
+        env_var("MODELSHIP_MODEL_NAME", &model_name(md)),
+    ];
+    if let Some(version) = &spec.model.version {
+        env.push(env_var("MODELSHIP_MODEL_VERSION", version));
+    }
+    // A fetched model is checked by `fetch`; checking it twice would only slow the start.
+    if let (Some(sha), false) = (&spec.model.sha256, source.needs_fetch()) {
+        env.push(env_var("MODELSHIP_SHA256", sha));
+    }
+    if let Some(runtime) = spec.model.runtime {
+        env.push(env_var("MODELSHIP_RUNTIME", runtime.as_str()));
+    }
+    env.push(env_var("MODELSHIP_PORT", &SERVER_PORT.to_string()));
+    if let Some(batching) = &spec.batching {
+        if let Some(size) = batching.max_batch_size {
+            env.push(env_var("MODELSHIP_MAX_BATCH_SIZE", &size.to_string()));
+        }
+        if let Some(delay) = &batching.max_batch_delay {
+            env.push(env_var("MODELSHIP_MAX_BATCH_DELAY", delay));
+        }
+    }
+    env.push(env_var("MODELSHIP_LOG_FORMAT", "json"));
+    override_env(&mut env, &server.env);
+
+    let server_container = Container {
+        name: SERVER_CONTAINER.into(),
+        image: Some(image),
+        image_pull_policy: pull_policy,
+        args: Some(
+            std::iter::once("serve".to_string())
+                .chain(server.args.iter().cloned())
+                .collect(),
+        ),
+        env: Some(env),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: SERVER_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        // The server loads the model before it reports ready; give slow loads ten minutes.
+        startup_probe: Some(http_probe("/v2/health/ready", 5, 120)),
+        readiness_probe: Some(http_probe("/v2/health/ready", 5, 3)),
+        liveness_probe: Some(http_probe("/v2/health/live", 10, 3)),
+        resources: spec.resources.clone(),
+        security_context: Some(restricted_security_context()),
+        // The server writes why it could not load the model to /dev/termination-log; with
+        // the `File` policy an empty message means it crashed without saying why.
+        termination_message_policy: Some("File".into()),
+        volume_mounts: Some(server_mounts),
+        ..Container::default()
+    };
+
+    let mut pod_labels = pod.labels.clone();
+    pod_labels.extend(labels(md));
+    let pod_spec = PodSpec {
+        init_containers: (!init_containers.is_empty()).then_some(init_containers),
+        containers: vec![server_container],
+        volumes: Some(volumes),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(NONROOT_ID),
+            run_as_group: Some(NONROOT_ID),
+            fs_group: Some(NONROOT_ID),
+            seccomp_profile: Some(runtime_default_seccomp()),
+            ..PodSecurityContext::default()
+        }),
+        // The server never calls the Kubernetes API, and service links only add env noise.
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        service_account_name: pod.service_account_name.clone(),
+        priority_class_name: pod.priority_class_name.clone(),
+        affinity: pod.affinity.clone(),
+        node_selector: (!pod.node_selector.is_empty()).then(|| pod.node_selector.clone()),
+        tolerations: (!pod.tolerations.is_empty()).then(|| pod.tolerations.clone()),
+        image_pull_secrets: (!pod.image_pull_secrets.is_empty())
+            .then(|| pod.image_pull_secrets.clone()),
+        ..PodSpec::default()
+    };
+
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: (!pod.annotations.is_empty()).then(|| pod.annotations.clone()),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(pod_spec),
+    };
+    // Any change to the template rolls the pods anyway; the hash makes "which spec is this pod
+    // running" visible, and changes even when only the operator's defaults changed.
+    let hash = hash_of(&template);
+    template
+        .metadata
+        .get_or_insert_with(ObjectMeta::default)
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(SPEC_HASH_ANNOTATION.into(), hash);
+
+    Ok(Deployment {
+        metadata: child_meta(md),
+        spec: Some(DeploymentSpec {
+            // Left out when an HPA owns scaling, so the operator and the HPA never fight.
+            replicas: match spec.autoscaling {
+                Some(_) => None,
+                None => Some(spec.replicas.unwrap_or(1)),
+            },
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(md)),
+                ..LabelSelector::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                // Never drop below the desired capacity while a new model version rolls out.
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::String("25%".into())),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            revision_history_limit: Some(3),
+            template,
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// The init container that downloads the model into `/models`.
+fn fetch_container(
+    md: &ModelDeployment,
+    uri: &str,
+    image: &str,
+    pull_policy: Option<String>,
+) -> Container {
+    let mut args = vec!["fetch".to_string(), uri.to_string(), MODELS_DIR.to_string()];
+    if let Some(sha) = &md.spec.model.sha256 {
+        args.extend(["--sha256".to_string(), sha.clone()]);
+    }
+    // Only CPU and memory: extended resources such as GPUs stay with the server container.
+    let resources = md.spec.resources.as_ref().map(|r| {
+        let keep = |m: &Option<BTreeMap<String, Quantity>>| {
+            m.as_ref().map(|m| {
+                m.iter()
+                    .filter(|(k, _)| matches!(k.as_str(), "cpu" | "memory"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<BTreeMap<_, _>>()
+            })
+        };
+        k8s_openapi::api::core::v1::ResourceRequirements {
+            limits: keep(&r.limits),
+            requests: keep(&r.requests),
+            ..Default::default()
+        }
+    });
+    Container {
+        name: FETCH_CONTAINER.into(),
+        image: Some(image.to_string()),
+        image_pull_policy: pull_policy,
+        args: Some(args),
+        env: Some(vec![env_var("MODELSHIP_LOG_FORMAT", "json")]),
+        env_from: md.spec.model.credentials_secret_ref.as_ref().map(|secret| {
+            vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource {
+                    name: secret.name.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvFromSource::default()
+            }]
+        }),
+        resources,
+        security_context: Some(restricted_security_context()),
+        // `fetch` writes the cause to /dev/termination-log; fall back to its log otherwise.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(vec![
+            mount("models", MODELS_DIR, false),
+            mount("tmp", "/tmp", false),
+        ]),
+        ..Container::default()
+    }
+}
+
+/// Replaces variables of the same name in place and appends the others: the API server
+/// (and server-side apply) reject duplicate names.
+fn override_env(env: &mut Vec<EnvVar>, overrides: &[EnvVar]) {
+    for var in overrides {
+        match env.iter_mut().find(|e| e.name == var.name) {
+            Some(existing) => *existing = var.clone(),
+            None => env.push(var.clone()),
+        }
+    }
+}
+
+fn restricted_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..SecurityContext::default()
+    }
+}
+
+fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        ..SeccompProfile::default()
+    }
+}
+
+fn http_probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period_seconds),
+        failure_threshold: Some(failure_threshold),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    }
+}
+
+fn env_var(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn empty_dir(name: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::fixtures;
+
+    fn build(fixture: &str) -> Deployment {
+        build_deployment(&fixtures::model_deployment(fixture), &Config::default()).unwrap()
+    }
+
+    fn server(d: &Deployment) -> &Container {
+        &d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+    }
+
+    fn env_of(c: &Container) -> BTreeMap<String, String> {
+        c.env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    fn spec_hash(d: &Deployment) -> String {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[SPEC_HASH_ANNOTATION]
+            .clone()
+    }
+
+    #[test]
+    fn builtin_model_deployment_matches_fixture() {
+        fixtures::assert_matches(&build("iris.yaml"), "iris.deployment.yaml");
+    }
+
+    #[test]
+    fn s3_model_is_fetched_by_an_init_container_with_credentials() {
+        fixtures::assert_matches(&build("s3.yaml"), "s3.deployment.yaml");
+        let d = build("s3.yaml");
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        let fetch = &pod.init_containers.unwrap()[0];
+        assert_eq!(fetch.name, FETCH_CONTAINER);
+        assert_eq!(
+            fetch.env_from.as_ref().unwrap()[0]
+                .secret_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "s3-credentials"
+        );
+        // The GPU stays with the server; the init container keeps only CPU and memory.
+        let limits = fetch.resources.as_ref().unwrap().limits.as_ref().unwrap();
+        assert!(!limits.contains_key("nvidia.com/gpu"));
+    }
+
+    #[test]
+    fn autoscaled_deployment_leaves_replicas_to_the_hpa() {
+        let d = build("autoscaled.yaml");
+        assert_eq!(d.spec.unwrap().replicas, None);
+        assert_eq!(build("iris.yaml").spec.unwrap().replicas, Some(1));
+    }
+
+    #[test]
+    fn pvc_model_is_mounted_read_only_and_passed_by_path() {
+        let mut md = fixtures::model_deployment("iris.yaml");
+        md.spec.model.uri = "pvc://models/iris/model.onnx".into();
+        let d = build_deployment(&md, &Config::default()).unwrap();
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        assert!(pod.init_containers.is_none());
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "models")
+            .unwrap();
+        let claim = volume.persistent_volume_claim.unwrap();
+        assert_eq!(
+            (claim.claim_name.as_str(), claim.read_only),
+            ("models", Some(true))
+        );
+        assert_eq!(
+            env_of(&pod.containers[0])["MODELSHIP_MODEL"],
+            "/models/iris/model.onnx"
+        );
+    }
+
+    #[test]
+    fn user_env_overrides_operator_env_without_duplicates() {
+        let d = build("autoscaled.yaml");
+        let env = server(&d).env.clone().unwrap();
+        let log_formats: Vec<_> = env
+            .iter()
+            .filter(|e| e.name == "MODELSHIP_LOG_FORMAT")
+            .collect();
+        assert_eq!(log_formats.len(), 1);
+        assert_eq!(log_formats[0].value.as_deref(), Some("text"));
+    }
+
+    #[test]
+    fn spec_hash_changes_with_the_spec_and_only_with_it() {
+        let md = fixtures::model_deployment("iris.yaml");
+        let before = spec_hash(&build_deployment(&md, &Config::default()).unwrap());
+        assert_eq!(
+            before,
+            spec_hash(&build_deployment(&md, &Config::default()).unwrap())
+        );
+
+        let mut changed = md.clone();
+        changed.spec.model.version = Some("2".into());
+        let after = spec_hash(&build_deployment(&changed, &Config::default()).unwrap());
+        assert_ne!(before, after);
+
+        // Replicas are not part of the pod template: scaling must not roll the pods.
+        let mut scaled = md;
+        scaled.spec.replicas = Some(5);
+        assert_eq!(
+            before,
+            spec_hash(&build_deployment(&scaled, &Config::default()).unwrap())
+        );
+    }
+
+    #[test]
+    fn server_image_comes_from_config_unless_the_spec_sets_one() {
+        let config = Config {
+            server_image: "registry.example/modelship/server:1.2.3".into(),
+            ..Config::default()
+        };
+        let d = build_deployment(&fixtures::model_deployment("iris.yaml"), &config).unwrap();
+        assert_eq!(
+            server(&d).image.as_deref(),
+            Some("registry.example/modelship/server:1.2.3")
+        );
+        let d = build_deployment(&fixtures::model_deployment("autoscaled.yaml"), &config).unwrap();
+        assert_eq!(server(&d).image.as_deref(), Some("modelship/server:custom"));
+    }
+
+    #[test]
+    fn invalid_spec_builds_nothing() {
+        let mut md = fixtures::model_deployment("iris.yaml");
+        md.spec.model.uri = "ftp://x/y".into();
+        assert!(build_deployment(&md, &Config::default()).is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! Command line and environment of `modelship-operator`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+
+/// The modelship operator: turns ModelDeployments into Deployments, Services and HPAs.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "modelship-operator", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Run the operator (the default).
+    Run,
+    /// Print the ModelDeployment CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Server image for ModelDeployments that do not set `spec.server.image`.
+    #[arg(
+        long,
+        env = "MODELSHIP_SERVER_IMAGE",
+        default_value = "modelship/server:dev"
+    )]
+    pub server_image: String,
+
+    /// Namespaces to watch, comma-separated; empty means all namespaces.
+    #[arg(
+        long,
+        env = "MODELSHIP_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub watch_namespaces: Vec<String>,
+
+    /// DNS domain of the cluster, used in `status.url`.
+    #[arg(
+        long,
+        env = "MODELSHIP_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
+    pub cluster_domain: String,
+
+    /// Reconcile only while holding a coordination.k8s.io Lease, so that several replicas are safe.
+    #[arg(long, env = "MODELSHIP_LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "MODELSHIP_LEASE_NAME",
+        default_value = "modelship-operator"
+    )]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (default: the operator's own namespace, else the kubeconfig's).
+    #[arg(long, env = "MODELSHIP_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Seconds a leader's Lease lasts without renewal; a standby takes over after it.
+    #[arg(long, env = "MODELSHIP_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+
+    /// Identity in the Lease (default: $POD_NAME, else the host name and process id).
+    #[arg(long, env = "MODELSHIP_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "MODELSHIP_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "MODELSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Most ModelDeployments reconciled at once.
+    #[arg(long, env = "MODELSHIP_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl RunArgs {
+    /// What the builders need.
+    pub fn config(&self) -> Config {
+        Config {
+            server_image: self.server_image.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+        }
+    }
+
+    /// Namespaces to watch, `None` for all.
+    pub fn namespaces(&self) -> Option<Vec<String>> {
+        let namespaces: Vec<String> = self
+            .watch_namespaces
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        (!namespaces.is_empty()).then_some(namespaces)
+    }
+
+    pub fn lease_duration(&self) -> Duration {
+        Duration::from_secs(self.lease_duration_seconds.max(2))
+    }
+
+    /// This process's identity in the Lease.
+    pub fn identity(&self) -> String {
+        if let Some(id) = &self.identity {
+            return id.clone();
+        }
+        if let Ok(pod) = std::env::var("POD_NAME") {
+            return pod;
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "modelship-operator".into());
+        format!("{host}-{}", std::process::id())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_watch_all_namespaces_without_leader_election() {
+        let cli = Cli::try_parse_from(["modelship-operator"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.namespaces(), None);
+        assert!(!cli.run.leader_election);
+        assert_eq!(cli.run.config().server_image, "modelship/server:dev");
+    }
+
+    #[test]
+    fn namespaces_are_a_comma_separated_list() {
+        let cli =
+            Cli::try_parse_from(["modelship-operator", "--watch-namespaces", "a, b,"]).unwrap();
+        assert_eq!(cli.run.namespaces(), Some(vec!["a".into(), "b".into()]));
+    }
+
+    #[test]
+    fn crd_is_a_subcommand() {
+        let cli = Cli::try_parse_from(["modelship-operator", "crd"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Crd)));
+    }
+}

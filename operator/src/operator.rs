@@ -1,0 +1,254 @@
+//! The operator process: API client, metrics server, leader election, controllers, shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::ListParams;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::build::{INSTANCE_LABEL, MANAGER, managed_pods_selector};
+use crate::cli::RunArgs;
+use crate::crd::ModelDeployment;
+use crate::leader::{Attempt, LeaseLock};
+use crate::metrics::{self, Metrics};
+use crate::reconcile::{Context, error_policy, reconcile};
+
+/// Runs the operator until SIGTERM or SIGINT (or until it loses its Lease, which is an error).
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
+    let metrics = Arc::new(Metrics::default());
+    let stop = Arc::new(watch::channel(false).0);
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            stop.send_replace(true);
+        }
+    });
+    let server = tokio::spawn(metrics::serve(
+        args.metrics_addr,
+        metrics.clone(),
+        stop.subscribe(),
+    ));
+
+    // Fail early and clearly when the API server or the CRD is missing.
+    Api::<ModelDeployment>::all(client.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+        .context(
+            "cannot list ModelDeployments: is the CRD installed and may this account list them?",
+        )?;
+    metrics.ready.store(true, Ordering::Relaxed);
+
+    let result = if args.leader_election {
+        run_elected(client, &args, metrics.clone(), stop.clone()).await
+    } else {
+        metrics.leader.set(1);
+        run_controllers(client, &args, metrics.clone(), stop.subscribe()).await;
+        Ok(())
+    };
+    stop.send_replace(true);
+    let _ = server.await;
+    result
+}
+
+/// Waits for the Lease, then runs the controllers while renewing it.
+async fn run_elected(
+    client: Client,
+    args: &RunArgs,
+    metrics: Arc<Metrics>,
+    stop: Arc<watch::Sender<bool>>,
+) -> anyhow::Result<()> {
+    let namespace = match &args.lease_namespace {
+        Some(ns) => ns.clone(),
+        None => std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            .map(|ns| ns.trim().to_string())
+            .unwrap_or_else(|_| client.default_namespace().to_string()),
+    };
+    let api = Api::<Lease>::namespaced(client.clone(), &namespace);
+    let mut lock = LeaseLock::new(
+        api,
+        &args.lease_name,
+        &args.identity(),
+        args.lease_duration(),
+    );
+    let retry = lock.retry_period();
+    let mut stopped = stop.subscribe();
+    let mut last_holder = None;
+    loop {
+        match lock.try_acquire_or_renew().await {
+            Ok(Attempt::Leading) => break,
+            Ok(Attempt::Following { holder }) => {
+                if last_holder.as_ref() != Some(&holder) {
+                    tracing::info!(%holder, lease = %args.lease_name, %namespace, "standing by: another replica leads");
+                    last_holder = Some(holder);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read or write the leader Lease"),
+        }
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return Ok(()),
+            _ = tokio::time::sleep(retry) => {}
+        }
+    }
+    tracing::info!(identity = lock.identity(), lease = %args.lease_name, %namespace, "became the leader");
+    metrics.leader.set(1);
+
+    // Renew until stopped; give up before the Lease can expire for the others.
+    let lost = Arc::new(AtomicBool::new(false));
+    let renew_deadline = args.lease_duration() * 2 / 3;
+    let renewer = tokio::spawn({
+        let (stop, lost) = (stop.clone(), lost.clone());
+        let mut stopped = stop.subscribe();
+        async move {
+            let mut renewed = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = stopped.wait_for(|s| *s) => break,
+                    _ = tokio::time::sleep(retry) => {}
+                }
+                match lock.try_acquire_or_renew().await {
+                    Ok(Attempt::Leading) => renewed = Instant::now(),
+                    Ok(Attempt::Following { holder }) => {
+                        tracing::error!(%holder, "lost the leader Lease");
+                        lost.store(true, Ordering::SeqCst);
+                    }
+                    Err(e) if renewed.elapsed() > renew_deadline => {
+                        tracing::error!(error = %e, "could not renew the leader Lease in time");
+                        lost.store(true, Ordering::SeqCst);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not renew the leader Lease; retrying")
+                    }
+                }
+                if lost.load(Ordering::SeqCst) {
+                    stop.send_replace(true);
+                    break;
+                }
+            }
+            lock
+        }
+    });
+
+    run_controllers(client, args, metrics.clone(), stop.subscribe()).await;
+    metrics.leader.set(0);
+    stop.send_replace(true);
+    let lock = renewer.await.context("lease renewer panicked")?;
+    if lost.load(Ordering::SeqCst) {
+        anyhow::bail!("lost the leader Lease; exiting so that another replica leads");
+    }
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "could not release the leader Lease");
+    }
+    tracing::info!("released the leader Lease");
+    Ok(())
+}
+
+/// Runs one controller per watched namespace (or one for all) until `stop` turns true.
+async fn run_controllers(
+    client: Client,
+    args: &RunArgs,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) {
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: Some(args.identity()),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        args.config(),
+        Recorder::new(client.clone(), reporter),
+        metrics.clone(),
+    ));
+    let scopes: Vec<Option<String>> = match args.namespaces() {
+        Some(namespaces) => namespaces.into_iter().map(Some).collect(),
+        None => vec![None],
+    };
+    tracing::info!(namespaces = ?scopes, server_image = %args.server_image, "starting controllers");
+
+    let children =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    let mut stores: Vec<Store<ModelDeployment>> = Vec::new();
+    let mut streams = Vec::new();
+    for scope in scopes {
+        let controller = Controller::new(
+            scoped::<ModelDeployment>(&client, &scope),
+            watcher::Config::default().any_semantic(),
+        )
+        .owns(scoped::<Deployment>(&client, &scope), children.clone())
+        .owns(scoped::<Service>(&client, &scope), children.clone())
+        .owns(
+            scoped::<HorizontalPodAutoscaler>(&client, &scope),
+            children.clone(),
+        )
+        .watches(
+            scoped::<Pod>(&client, &scope),
+            watcher::Config::default().labels(&managed_pods_selector()),
+            |pod: Pod| {
+                let name = pod.labels().get(INSTANCE_LABEL)?.clone();
+                Some(ObjectRef::<ModelDeployment>::new(&name).within(&pod.namespace()?))
+            },
+        )
+        .with_config(controller::Config::default().concurrency(args.concurrency))
+        .graceful_shutdown_on(stopped(stop.clone()));
+        stores.push(controller.store());
+        streams.push(controller.run(reconcile, error_policy, ctx.clone()).boxed());
+    }
+    futures::stream::select_all(streams)
+        .for_each(|result| {
+            let managed: usize = stores.iter().map(|s| s.state().len()).sum();
+            metrics.managed_objects.set(managed as i64);
+            match result {
+                Ok((object, _)) => tracing::debug!(%object, "reconciled"),
+                // Already counted and logged by the error policy.
+                Err(controller::Error::ReconcilerFailed(_, _)) => {}
+                Err(e) => tracing::warn!(error = %e, "controller"),
+            }
+            futures::future::ready(())
+        })
+        .await;
+    tracing::info!("controllers stopped");
+}
+
+fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

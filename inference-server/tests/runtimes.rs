@@ -379,3 +379,50 @@ fn onnxruntime_serves_concurrent_requests() {
         }
     });
 }
+
+/// Each backend on each model it can load, for checks that hold everywhere.
+fn every_backend() -> Vec<(String, Arc<dyn Backend>)> {
+    let mut all: Vec<(String, Arc<dyn Backend>)> = ["iris", "iris-rf"]
+        .into_iter()
+        .map(|stem| (stem.to_string(), tract(stem)))
+        .collect();
+    for stem in builtin::names() {
+        if let Some(backend) = onnxruntime(stem, RuntimeChoice::Onnxruntime) {
+            all.push((stem.to_string(), backend));
+        }
+    }
+    all
+}
+
+fn rows_of(stem: &str, rows: usize, value: f32) -> Tensor {
+    let features = reference(stem).input.shape[1];
+    Tensor::new(
+        "input",
+        vec![rows, features],
+        TensorData::Fp32(vec![value; rows * features]),
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_empty_batch_gives_empty_outputs() {
+    for (stem, backend) in every_backend() {
+        let outputs = backend.infer(&[rows_of(&stem, 0, 0.0)]).unwrap();
+        for out in outputs {
+            assert_eq!(out.shape[0], 0, "{stem} on {}", backend.platform());
+            assert!(out.data.is_empty());
+        }
+    }
+}
+
+#[test]
+fn nan_and_infinite_inputs_do_not_break_the_backend() {
+    for (stem, backend) in every_backend() {
+        for value in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX] {
+            // Whatever the model makes of it, it answers (or errs) without panicking...
+            let _ = backend.infer(&[rows_of(&stem, 2, value)]);
+        }
+        // ...and still answers normal input afterwards.
+        assert_reproduces_sklearn(&*backend, &stem);
+    }
+}

@@ -79,7 +79,15 @@ pub fn load(
                         library = %library.display(),
                         "runtime auto: ONNX Runtime library found, using onnxruntime"
                     );
-                    load_onnxruntime(artifact, &library, opts)
+                    match load_onnxruntime(artifact, &library, opts) {
+                        // A library found by searching that will not load (another
+                        // version, another architecture) is not worth failing for.
+                        Err(LoadError::OrtUnavailable(why)) if !named => {
+                            tracing::warn!(model, reason = %why, "runtime auto: ONNX Runtime unusable, using tract");
+                            load_tract(artifact)
+                        }
+                        other => other,
+                    }
                 }
                 Err(why) if named => Err(LoadError::OrtUnavailable(why)),
                 Err(why) => {

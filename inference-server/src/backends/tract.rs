@@ -411,6 +411,16 @@ mod tests {
     }
 
     #[test]
+    fn the_dynamic_batch_dimension_becomes_the_symbol_n() {
+        let iris = crate::builtin::artifact("iris").unwrap();
+        let backend = TractBackend::load(&iris.onnx).unwrap();
+        let fact = backend.plan.model().input_fact(0).unwrap();
+        assert_eq!(fact.datum_type, DatumType::F32);
+        assert_eq!(format!("{:?}", fact.shape), "N,4");
+        assert_eq!(backend.signature.inputs[0].shape, vec![-1, 4]);
+    }
+
+    #[test]
     fn garbage_bytes_are_an_invalid_model() {
         let err = TractBackend::load(b"definitely not protobuf").unwrap_err();
         assert!(

@@ -75,7 +75,7 @@ impl TractBackend {
 
         let mut model = onnx
             .model_for_proto_model(&proto)
-            .map_err(|e| tract_error(&e))?;
+            .map_err(|e| build_error(graph, &e))?;
         let batch = model.symbols.sym(BATCH_SYMBOL);
         let mut input_specs = Vec::with_capacity(inputs.len());
         for (ix, input) in inputs.iter().enumerate() {
@@ -258,6 +258,22 @@ fn first_unsupported_op(graph: &pb::GraphProto, known: &dyn Fn(&str) -> bool) ->
     None
 }
 
+/// tract knows the operator but not this use of it (an attribute value it
+/// lacks, say): still an unsupported operator, with tract's reason.
+fn build_error(graph: &pb::GraphProto, e: &TractError) -> LoadError {
+    let message = format!("{e:#}");
+    let failed = graph
+        .node
+        .iter()
+        .find(|node| message.contains(&format!("Building node {} ({})", node.name, node.op_type)));
+    match failed {
+        Some(node) => LoadError::UnsupportedOperator {
+            op: format!("{} ({})", node.op_type, e.root_cause()),
+        },
+        None => tract_error(e),
+    }
+}
+
 fn tract_error(e: &TractError) -> LoadError {
     LoadError::Runtime {
         runtime: "tract",
@@ -418,6 +434,27 @@ mod tests {
         assert_eq!(fact.datum_type, DatumType::F32);
         assert_eq!(format!("{:?}", fact.shape), "N,4");
         assert_eq!(backend.signature.inputs[0].shape, vec![-1, 4]);
+    }
+
+    #[test]
+    fn an_operator_tract_cannot_build_is_named_with_the_reason() {
+        let node = pb::NodeProto {
+            name: "forest".into(),
+            op_type: "TreeEnsembleClassifier".into(),
+            ..Default::default()
+        };
+        let graph = pb::GraphProto {
+            node: vec![node],
+            ..Default::default()
+        };
+        let e = TractError::msg("PROBIT and SOFTMAX_ZERO unsupported")
+            .context("Building node forest (TreeEnsembleClassifier)");
+        let err = build_error(&graph, &e);
+        assert!(
+            matches!(&err, LoadError::UnsupportedOperator { op }
+                if op == "TreeEnsembleClassifier (PROBIT and SOFTMAX_ZERO unsupported)"),
+            "{err:?}"
+        );
     }
 
     #[test]

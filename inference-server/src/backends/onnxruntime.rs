@@ -72,7 +72,7 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, String> {
     }
     for dir in &dirs {
         if let Some(lib) = library_in(dir) {
-            return Ok(lib);
+            return Ok(std::path::absolute(&lib).unwrap_or(lib));
         }
     }
     Err(format!(

@@ -1,5 +1,16 @@
 //! Model runtimes: tract (pure Rust, always built in) and ONNX Runtime
 //! (loaded dynamically from the `onnxruntime` wheel's shared library).
+//!
+//! | | tract | ONNX Runtime |
+//! | --- | --- | --- |
+//! | built in | always | needs `libonnxruntime.so` ≥ 1.31 at run time |
+//! | ai.onnx.ml | LinearClassifier, LinearRegressor, Normalizer, CategoryMapper, TreeEnsembleClassifier | all |
+//! | sharing | one optimized plan, batch dimension symbolic (`N`) | a few sessions, one `Mutex` each |
+//!
+//! The ONNX Runtime library is the `--ort-library` path, else
+//! `$MODELSHIP_ORT_LIBRARY`, else `$ORT_DYLIB_PATH`, else the first
+//! `libonnxruntime.so*` in `/usr/lib/modelship`, `/usr/local/lib`, `/usr/lib`,
+//! then `$VIRTUAL_ENV` or `./.venv` (`lib/python3*/site-packages/onnxruntime/capi/`).
 
 pub mod onnxruntime;
 pub mod tract;

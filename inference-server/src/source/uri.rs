@@ -40,10 +40,13 @@ impl ModelUri {
             }
             "file" => {
                 let url = Url::parse(raw).map_err(|e| invalid(raw, &e.to_string()))?;
-                let path = url
-                    .to_file_path()
-                    .map_err(|()| invalid(raw, "expected file:///absolute/path"))?;
-                Ok(Self::Local(path))
+                let remote = url
+                    .host_str()
+                    .is_some_and(|h| !h.is_empty() && h != "localhost");
+                match url.to_file_path() {
+                    Ok(path) if !remote => Ok(Self::Local(path)),
+                    _ => Err(invalid(raw, "expected file:///absolute/path")),
+                }
             }
             "http" | "https" => {
                 let url = Url::parse(raw).map_err(|e| invalid(&redact(raw), &e.to_string()))?;
@@ -155,11 +158,12 @@ fn redact_url(url: &Url) -> String {
         let _ = shown.set_password(None);
         let _ = shown.set_username("***");
     }
-    if shown.query().is_some() {
-        shown.set_query(Some("<redacted>"));
-    }
+    shown.set_query(None);
     shown.set_fragment(None);
-    shown.to_string()
+    match url.query() {
+        Some(_) => format!("{shown}?<redacted>"),
+        None => shown.to_string(),
+    }
 }
 
 fn percent_decode(segment: &str) -> String {
@@ -208,8 +212,12 @@ mod tests {
             parse("file:///m/a%20b.onnx"),
             ModelUri::Local("/m/a b.onnx".into())
         );
+        assert_eq!(
+            parse("file://localhost/m/iris.onnx"),
+            ModelUri::Local("/m/iris.onnx".into())
+        );
         assert!(matches!(
-            ModelUri::parse("file://"),
+            ModelUri::parse("file://server/iris.onnx"),
             Err(SourceError::InvalidUri { .. })
         ));
     }

@@ -99,6 +99,8 @@ impl AppState {
     }
 
     /// Finds a model; `version`, when given, must be the served version.
+    /// Draining does not refuse requests: during the drain delay traffic
+    /// still arriving is served while readiness already says no.
     pub fn lookup(&self, name: &str, version: Option<&str>) -> Lookup {
         match self.model_state(name) {
             None => Lookup::NotFound {
@@ -116,9 +118,6 @@ impl AppState {
                         "model '{name}' has no version '{v}' (served: {})",
                         m.version.as_deref().unwrap_or("unversioned")
                     ),
-                },
-                _ if self.is_draining() => Lookup::NotReady {
-                    reason: "the server is shutting down".to_string(),
                 },
                 _ => Lookup::Ready(m),
             },

@@ -48,7 +48,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
 
     // Fail early and clearly when the API server or the CRD is missing.
-    Api::<ModelDeployment>::all(client.clone())
+    let first_scope = args.namespaces().and_then(|n| n.into_iter().next());
+    scoped::<ModelDeployment>(&client, &first_scope)
         .list(&ListParams::default().limit(1))
         .await
         .context(

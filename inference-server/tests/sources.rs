@@ -237,7 +237,7 @@ async fn fetch_writes_model_and_card_into_a_new_directory() {
 
 #[tokio::test]
 async fn fetch_with_wrong_sha256_leaves_nothing_behind() {
-    let dir = model_dir(false);
+    let dir = model_dir(true);
     let out = tempfile::tempdir().unwrap();
     let wrong = "f".repeat(64);
     let err = fetch_to_dir(

@@ -126,9 +126,12 @@ pub async fn load_artifact_with(
 ) -> Result<ModelArtifact, SourceError> {
     let expected = sha256.map(parse_sha256).transpose()?;
     let model = Source::resolve(ModelUri::parse(uri)?, options).await?;
+    // The model's request first, so that an unreachable or missing model is what the
+    // error names; then the small card, so that a malformed one fails before the body.
+    let mut chunks = model.open().await?;
+    let card = model.read_card().await?.map(|(card, _raw)| card);
     let mut onnx = Vec::new();
     let mut hasher = Sha256::new();
-    let mut chunks = model.open().await?;
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk?;
         hasher.update(&chunk);
@@ -139,7 +142,6 @@ pub async fn load_artifact_with(
         expected.as_deref(),
         &hex::encode(hasher.finalize()),
     )?;
-    let card = model.read_card().await?.map(|(card, _raw)| card);
     Ok(ModelArtifact {
         default_name: uri::file_stem(&model.file_name).to_string(),
         origin: model.uri.to_string(),
@@ -165,25 +167,14 @@ pub async fn fetch_to_dir_with(
         .await
         .map_err(|e| write_error(dir, &e))?;
     let path = dir.join(&model.file_name);
-
-    // The card first: once the model is in place, everything is.
-    let card = match model.read_card().await? {
-        Some((_, raw)) => {
-            let card_path = dir.join(uri::card_file_name(&model.file_name));
-            write_atomically(
-                &card_path,
-                futures::stream::iter([Ok(Bytes::from(raw))]).boxed(),
-            )
-            .await?;
-            Some(card_path)
-        }
-        None => None,
-    };
+    let card_path = dir.join(uri::card_file_name(&model.file_name));
 
     if let Some(expected) = &expected
         && let Some(size) = existing_with_digest(&path, expected).await
     {
         tracing::info!(path = %path.display(), "model already present with the expected sha256");
+        let card = model.read_card().await?.map(|(_, raw)| raw);
+        let card = write_card(&card_path, card).await?;
         return Ok(Fetched {
             path,
             card,
@@ -192,16 +183,19 @@ pub async fn fetch_to_dir_with(
         });
     }
 
+    // As in `load_artifact_with`: the model's request, the card, the model's body. The card
+    // is written just before the model is renamed into place, so the model appears last
+    // and a failed fetch leaves nothing behind.
+    let chunks = model.open().await?;
+    let card = model.read_card().await?.map(|(_, raw)| raw);
     let temp = temp_path(&path);
-    let written = match model.open().await {
-        Ok(chunks) => write_file(&temp, chunks).await,
-        Err(e) => Err(e),
-    };
-    let checked = written.and_then(|(size, actual)| {
+    let downloaded = async {
+        let (size, actual) = write_file(&temp, chunks).await?;
         verify(&model.uri, expected.as_deref(), &actual)?;
-        Ok((size, actual))
-    });
-    let (size, actual) = match checked {
+        let card = write_card(&card_path, card).await?;
+        Ok::<_, SourceError>((size, actual, card))
+    };
+    let (size, actual, card) = match downloaded.await {
         Ok(done) => done,
         Err(e) => {
             let _ = tokio::fs::remove_file(&temp).await;
@@ -386,6 +380,14 @@ async fn existing_with_digest(path: &Path, expected: &str) -> Option<u64> {
         hasher.update(&chunk);
     }
     (hex::encode(hasher.finalize()) == expected).then_some(size)
+}
+
+/// Writes the card's `raw` bytes, when there is a card, to `path`.
+async fn write_card(path: &Path, raw: Option<Vec<u8>>) -> Result<Option<PathBuf>, SourceError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let chunks = futures::stream::iter([Ok(Bytes::from(raw))]).boxed();
+    write_atomically(path, chunks).await?;
+    Ok(Some(path.to_path_buf()))
 }
 
 /// Writes `chunks` to `path` through a temporary file beside it.

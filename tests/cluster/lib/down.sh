@@ -50,21 +50,19 @@ remove_cgroups() {
 # every table, for IPv4 and IPv6: what kube-proxy, the kubelet, the CNI
 # bridge plugin and up made.
 remove_iptables() {
-  local ipt table rule chain
+  local ipt table rule chain chains
   for ipt in iptables ip6tables; do
     command -v "$ipt" >/dev/null || continue
     for table in filter nat mangle raw; do
-      "$ipt-save" -t "$table" 2>/dev/null | grep -E '^-A ' | grep -E -- '-j (KUBE|CNI|MODELSHIP)-' |
-        grep -vE '^-A (KUBE|CNI|MODELSHIP)-' | sed 's/^-A /-D /' |
-        while read -r rule; do
-          eval "$ipt -w -t $table $rule" 2>/dev/null || true
-        done
-      for chain in $("$ipt-save" -t "$table" 2>/dev/null | sed -n 's/^:\(\(KUBE\|CNI\|MODELSHIP\)-[^ ]*\) .*/\1/p'); do
-        "$ipt" -w -t "$table" -F "$chain" 2>/dev/null || true
-      done
-      for chain in $("$ipt-save" -t "$table" 2>/dev/null | sed -n 's/^:\(\(KUBE\|CNI\|MODELSHIP\)-[^ ]*\) .*/\1/p'); do
-        "$ipt" -w -t "$table" -X "$chain" 2>/dev/null || true
-      done
+      # Jumps from the built-in chains first, then our chains' rules, then the chains.
+      while read -r rule; do
+        [ -n "$rule" ] || continue
+        eval "$ipt -w -t $table $rule" 2>/dev/null || true
+      done < <("$ipt-save" -t "$table" 2>/dev/null | grep -E '^-A ' | grep -E -- '-j (KUBE|CNI|MODELSHIP)-' |
+        grep -vE '^-A (KUBE|CNI|MODELSHIP)-' | sed 's/^-A /-D /' || true)
+      chains="$("$ipt-save" -t "$table" 2>/dev/null | sed -n 's/^:\(\(KUBE\|CNI\|MODELSHIP\)-[^ ]*\) .*/\1/p' || true)"
+      for chain in $chains; do "$ipt" -w -t "$table" -F "$chain" 2>/dev/null || true; done
+      for chain in $chains; do "$ipt" -w -t "$table" -X "$chain" 2>/dev/null || true; done
     done
   done
 }

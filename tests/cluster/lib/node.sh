@@ -133,6 +133,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # This machine's root lacks CAP_SYS_RESOURCE, so no process may lower its
+  # oom_score_adj below 0 (the pause container asks for -998): clamp.
+  restrict_oom_score_adj = true
   max_container_log_line_size = 16384
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -160,6 +163,8 @@ kind: KubeletConfiguration
 # cgroup v1 hosts are refused from 1.35 on unless this is false.
 failCgroupV1: false
 cgroupDriver: cgroupfs
+# No CAP_SYS_RESOURCE here: the kubelet cannot give itself -999.
+oomScoreAdj: 0
 cgroupRoot: /$CGROUP_PARENT
 containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
 address: $BRIDGE_IP
@@ -205,6 +210,7 @@ apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $CONF_DIR/kube-proxy.kubeconfig}
 mode: iptables
+oomScoreAdj: 0
 hostnameOverride: $NODE_NAME
 bindAddress: 127.0.0.1
 healthzBindAddress: 127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT
@@ -298,7 +304,7 @@ YAML
     --bind-address="$BRIDGE_IP" --secure-port="$METRICS_SERVER_PORT" \
     --cert-dir="$STATE_DIR/metrics-server" \
     --kubelet-certificate-authority="$PKI_DIR/ca.crt" --kubelet-preferred-address-types=InternalIP --kubelet-port="$KUBELET_PORT" \
-    --metric-resolution=10s --v=1
+    --metric-resolution=10s --kubelet-request-timeout=5s --v=1
   wait_for "metrics.k8s.io APIService available" 90 metrics-server \
     sh -c "'$BIN/kubectl' --kubeconfig='$KUBECONFIG_FILE' get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type==\"Available\")].status}' | grep -qx True"
 }

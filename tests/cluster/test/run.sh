@@ -15,13 +15,24 @@ source "$here/lib.sh"
 modes=("$@")
 [ "${#modes[@]}" -gt 0 ] || modes=(control-plane full)
 
+# show: pass stdin through, and copy it to stderr (the test's log).
+show() { local out; out="$(cat)"; printf '%s\n' "$out" >&2; printf '%s\n' "$out"; }
+
 k() { "$BIN/kubectl" --kubeconfig="$KUBECONFIG_FILE" "$@"; }
 TESTDATA="$CLUSTER_SRC/testdata"
 TESTAPP_IMAGE=modelship.local/testapp:dev
 
 # --- what a cluster leaves on the host ---------------------------------------
+iptables_rules() {
+  grep -E '^(-A|:)' | grep -vE '^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ACCEPT' | sed 's/ \[[0-9]*:[0-9]*\]$//' || true
+}
+
 host_snapshot() {
-  echo "## processes"; pgrep -l '^(kube|etcd|containerd|metrics-server|pause|testapp|runc|crictl)' | awk '{print $2}' | sort || true
+  # This cluster's processes (others, e.g. private control planes of other
+  # tests, may run beside it) and any container's.
+  echo "## processes"
+  { pgrep -af -- "$STATE_DIR/" || true; local n; for n in containerd-shim ^pause ^testapp ^runc; do pgrep -a "$n" || true; done; } |
+    { grep -v pgrep || true; } | awk '{print $2}' | sort
   echo "## mounts"; awk '{print $2, $3}' /proc/self/mounts | grep -vE '^/proc/' | sort
   echo "## links"; ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort
   echo "## addresses"; ip -o addr show | awk '{print $2, $4}' | sort
@@ -30,8 +41,10 @@ host_snapshot() {
   echo "## netns"; ip netns list 2>/dev/null | sort
   local t
   for t in filter nat mangle raw; do
-    echo "## iptables $t"; iptables-save -t "$t" 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
-    echo "## ip6tables $t"; ip6tables-save -t "$t" 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
+    # Rules and chains; an empty built-in table (iptables-nft makes them on
+    # first use) holds nothing.
+    echo "## iptables $t"; iptables-save -t "$t" 2>/dev/null | iptables_rules
+    echo "## ip6tables $t"; ip6tables-save -t "$t" 2>/dev/null | iptables_rules
   done
   echo "## cgroups"; find /sys/fs/cgroup -maxdepth 2 -type d | sort
   echo "## sysctls"; local s; for s in "${SYSCTLS[@]}"; do echo "$s $(cat "$(sysctl_path "$s")" 2>/dev/null)"; done
@@ -66,7 +79,7 @@ t_cp_up() {
 
 t_cp_up_again_is_noop() {
   local before; before="$(pids_of_cluster)"
-  MODE=control-plane "$CLUSTER" up 2>&1 | tee /dev/stderr | grep -q "already up" || fail "second up did not say 'already up'"
+  MODE=control-plane "$CLUSTER" up 2>&1 | show | grep -q "already up" || fail "second up did not say 'already up'"
   [ "$before" = "$(pids_of_cluster)" ] || fail "second up changed the processes: $before -> $(pids_of_cluster)"
   "$CLUSTER" status
 }
@@ -171,7 +184,7 @@ t_full_up() {
 
 t_full_up_again_is_noop() {
   local before; before="$(pids_of_cluster)"
-  MODE=full "$CLUSTER" up 2>&1 | tee /dev/stderr | grep -q "already up" || fail "second up did not say 'already up'"
+  MODE=full "$CLUSTER" up 2>&1 | show | grep -q "already up" || fail "second up did not say 'already up'"
   [ "$before" = "$(pids_of_cluster)" ] || fail "second up changed the processes"
 }
 
@@ -180,7 +193,7 @@ t_full_listens_only_on_loopback_and_bridge() { assert_listens_only_locally; }
 t_service_cidr_is_unreachable_on_host() {
   # Forwarded packets (from pods) to a ClusterIP without rules hit the
   # unreachable route; the host's own are rejected after kube-proxy's DNAT.
-  ip route show | tee /dev/stderr | grep -qx "unreachable $SERVICE_CIDR" || fail "no unreachable route for $SERVICE_CIDR"
+  ip route show | show | grep -q "^unreachable $SERVICE_CIDR" || fail "no unreachable route for $SERVICE_CIDR"
   local start=$SECONDS
   if curl -s --max-time 10 http://10.233.0.254:81/; then fail "a ClusterIP without a Service answered"; fi
   [ $((SECONDS - start)) -lt 5 ] || fail "a packet to an unused ClusterIP was not rejected at once"
@@ -188,7 +201,7 @@ t_service_cidr_is_unreachable_on_host() {
 
 t_image_from_local_binary_is_imported() {
   "$CLUSTER" image "$TESTAPP_IMAGE" "$BIN/testapp"
-  "$BIN/crictl" -r "unix://$CONTAINERD_SOCK" -i "unix://$CONTAINERD_SOCK" images | tee /dev/stderr | grep -q "modelship.local/testapp"
+  "$BIN/crictl" -r "unix://$CONTAINERD_SOCK" -i "unix://$CONTAINERD_SOCK" images | show | grep -q "modelship.local/testapp"
 }
 
 t_pod_from_local_image_becomes_ready() {
@@ -251,16 +264,16 @@ YAML
 
 t_service_reached_from_another_pod() {
   local ip; ip="$(k -n app-test get service testapp -o jsonpath='{.spec.clusterIP}')"
-  run_pod app-test client default -get "http://$ip/" | tee /dev/stderr | grep -q 'hello from testapp-'
+  run_pod app-test client default -get "http://$ip/" | show | grep -q 'hello from testapp-'
 }
 
 t_pod_talks_to_api_server_as_its_service_account() {
   k -n app-test create serviceaccount prober
-  run_pod app-test whoami prober -whoami | tee /dev/stderr | grep -qx 'system:serviceaccount:app-test:prober'
+  run_pod app-test whoami prober -whoami | show | grep -qx 'system:serviceaccount:app-test:prober'
 }
 
 top_has_numbers() {
-  k -n app-test top pod --no-headers 2>&1 | tee /dev/stderr | grep -qE '^testapp-[^ ]+ +[0-9]+m +[0-9]+Mi'
+  k -n app-test top pod --no-headers 2>&1 | show | grep -qE '^testapp-[^ ]+ +[0-9]+m +[0-9]+Mi'
 }
 t_kubectl_top_pod_returns_numbers() { eventually 120 top_has_numbers; }
 
@@ -316,7 +329,7 @@ t_helm_install_and_uninstall() {
   export KUBECONFIG="$KUBECONFIG_FILE"
   "$BIN/helm" version
   "$BIN/helm" install smoke "$TESTDATA/chart" -n helm-test --create-namespace --wait --timeout 60s
-  "$BIN/helm" -n helm-test status smoke | tee /dev/stderr | grep -q 'STATUS: deployed'
+  "$BIN/helm" -n helm-test status smoke | show | grep -q 'STATUS: deployed'
   [ "$(k -n helm-test get configmap smoke-greeting -o jsonpath='{.data.greeting}')" = "hello from helm" ] || fail "chart's ConfigMap missing"
   "$BIN/helm" uninstall smoke -n helm-test --wait --timeout 60s
   if k -n helm-test get configmap smoke-greeting 2>/dev/null; then fail "ConfigMap still there after uninstall"; fi

@@ -34,13 +34,13 @@ impl TestCluster {
     /// when no cluster is configured.
     pub async fn get(test: &str) -> Option<Self> {
         let Some(kubeconfig) = std::env::var_os(KUBECONFIG_ENV).map(PathBuf::from) else {
-            // Written to stderr directly, not with eprintln!, so that the test harness's output
-            // capture does not hide the skip.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped {test}: {KUBECONFIG_ENV} is not set. Start a cluster with \
-                 `make -f tests/cluster/cluster.mk cluster-up MODE=control-plane` and run \
-                 `{KUBECONFIG_ENV}=$PWD/.cluster/kubeconfig cargo test -p modelship-operator --test cluster`"
+            skip(
+                test,
+                &format!(
+                    "{KUBECONFIG_ENV} is not set. Start a cluster with \
+                     `make -f tests/cluster/cluster.mk cluster-up MODE=control-plane` and run \
+                     `{KUBECONFIG_ENV}=$PWD/.cluster/kubeconfig cargo test -p modelship-operator --test cluster`"
+                ),
             );
             return None;
         };
@@ -108,6 +108,12 @@ impl TestCluster {
             .delete(&self.namespace, &DeleteParams::background())
             .await;
     }
+}
+
+/// Says why a test did not run. Written to stderr directly, not with `eprintln!`, so that the
+/// test harness's output capture does not hide it.
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
 }
 
 async fn install_crd(client: &Client) {

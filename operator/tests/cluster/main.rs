@@ -525,7 +525,7 @@ async fn pod_failures_from_all_pods_show_in_the_status() {
     );
     let events = eventually("a Warning event", TIMEOUT, || async {
         let events: Api<k8s_openapi::api::events::v1::Event> = cluster.api();
-        let found = events
+        events
             .list(&ListParams::default())
             .await
             .ok()?
@@ -534,8 +534,7 @@ async fn pod_failures_from_all_pods_show_in_the_status() {
             .find(|e| {
                 e.reason.as_deref() == Some("ModelFetchFailed")
                     && e.type_.as_deref() == Some("Warning")
-            });
-        found
+            })
     })
     .await;
     assert!(events.note.unwrap().contains("404 Not Found"));

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::source::{SourceOptions, fetch_to_dir_with};
+use crate::source::{ModelUri, SourceOptions, fetch_to_dir_with};
 
 /// Where Kubernetes reads a container's termination message from.
 pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
@@ -33,6 +33,9 @@ pub struct FetchArgs {
 
 /// Runs `fetch`; prints what was written, or the one-line cause of the failure.
 pub async fn run_fetch(args: &FetchArgs) -> ExitCode {
+    if let Ok(uri) = ModelUri::parse(&args.uri) {
+        tracing::info!(%uri, dir = %args.dir.display(), "fetching model");
+    }
     match fetch_to_dir_with(
         &args.uri,
         &args.dir,

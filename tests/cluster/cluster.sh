@@ -87,10 +87,16 @@ cluster_status() {
   local mode c ok=0
   mode="$(cat "$RUN_DIR/mode")"
   echo "mode: $mode   state: $STATE_DIR   kubeconfig: $KUBECONFIG_FILE"
+  local pss total=0
   for c in $(components "$mode"); do
-    if proc_alive "$c"; then printf '  %-24s running (pid %s)\n' "$c" "$(proc_pid "$c")"
+    if proc_alive "$c"; then
+      # PSS: the components share one binary's pages, so RSS would count them many times.
+      pss="$(awk '/^Pss:/ {print int($2 / 1024)}' "/proc/$(proc_pid "$c")/smaps_rollup" 2>/dev/null || echo 0)"
+      total=$((total + ${pss:-0}))
+      printf '  %-24s running (pid %s, %s MiB)\n' "$c" "$(proc_pid "$c")" "$pss"
     else printf '  %-24s NOT RUNNING (log: %s)\n' "$c" "$LOG_DIR/$c.log"; ok=1; fi
   done
+  echo "  memory of the components (PSS): $total MiB"
   if kctl get --raw /readyz >/dev/null 2>&1; then echo "  api server ready"; else echo "  api server NOT ready"; ok=1; fi
   [ "$mode" = full ] && kctl get nodes -o wide 2>/dev/null | sed 's/^/  /'
   return "$ok"

@@ -146,10 +146,21 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         BinaryName = "$(command -v runc)"
         Root = "$CONTAINERD_DIR/runc"
         SystemdCgroup = false
+  # Nothing is ever pulled: every registry host resolves to 127.0.0.1:1,
+  # which refuses at once, so a missing image fails fast and no lookup or
+  # packet for a registry leaves the machine.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$CONF_DIR/registry"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$CNI_BIN_DIR"
     conf_dir = "$CNI_CONF_DIR"
     max_conf_num = 1
+TOML
+  mkdir -p "$CONF_DIR/registry/_default"
+  cat > "$CONF_DIR/registry/_default/hosts.toml" <<'TOML'
+server = "http://127.0.0.1:1"
+[host."http://127.0.0.1:1"]
+  capabilities = ["pull", "resolve"]
 TOML
   start_proc containerd containerd --config "$CONF_DIR/containerd.toml" --log-level warn
   wait_for "containerd" 30 containerd ctr --address "$CONTAINERD_SOCK" version

@@ -199,6 +199,17 @@ t_service_cidr_is_unreachable_on_host() {
   [ $((SECONDS - start)) -lt 5 ] || fail "a packet to an unused ClusterIP was not rejected at once"
 }
 
+t_pod_network_stays_local() {
+  # Forwarded traffic in or out of the bridge through any other interface is dropped...
+  iptables -w -S MODELSHIP-FORWARD | show | grep -q -- "-i $BRIDGE ! -o $BRIDGE -j DROP" || fail "no rule keeps pod traffic on the bridge"
+  if iptables -w -t nat -S POSTROUTING | show | grep -q "MASQUERADE.*$POD_CIDR"; then fail "pod traffic is masqueraded"; fi
+  # ...and a pod has no name server but its own loopback.
+  local conf
+  while read -r conf; do
+    if show < "$conf" | grep nameserver | grep -vqx 'nameserver 127.0.0.1'; then fail "$conf names a name server"; fi
+  done < <(find "$CONTAINERD_DIR/root/io.containerd.grpc.v1.cri/sandboxes" -name resolv.conf)
+}
+
 t_image_from_local_binary_is_imported() {
   "$CLUSTER" image "$TESTAPP_IMAGE" "$BIN/testapp"
   "$BIN/crictl" -r "unix://$CONTAINERD_SOCK" -i "unix://$CONTAINERD_SOCK" images | show | grep -q "modelship.local/testapp"
@@ -386,6 +397,7 @@ for mode in "${modes[@]}"; do
         run_test pod_from_local_image_becomes_ready t_pod_from_local_image_becomes_ready
         run_test service_reached_from_host t_service_reached_from_host
         run_test service_reached_from_another_pod t_service_reached_from_another_pod
+        run_test pod_network_stays_local t_pod_network_stays_local
         run_test pod_talks_to_api_server_as_its_service_account t_pod_talks_to_api_server_as_its_service_account
         run_test kubectl_top_pod_returns_numbers t_kubectl_top_pod_returns_numbers
         run_test hpa_scales_out_cpu_burner t_hpa_scales_out_cpu_burner

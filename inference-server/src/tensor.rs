@@ -221,8 +221,7 @@ impl TensorData {
             };
         }
         ext!(
-            Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Fp32, Fp64,
-            Bytes
+            Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Fp32, Fp64, Bytes
         );
         Ok(())
     }
@@ -264,7 +263,7 @@ impl TensorData {
             bytes: &[u8],
             f: impl Fn([u8; N]) -> T,
         ) -> Result<Vec<T>, TensorError> {
-            if bytes.len() % N != 0 {
+            if !bytes.len().is_multiple_of(N) {
                 return Err(TensorError::BinarySize {
                     datatype,
                     size: bytes.len(),

@@ -2,7 +2,8 @@
 # Installs the system packages and tools that builds and tests need. Idempotent.
 set -euo pipefail
 need=()
-for pkg in python3-venv pkg-config; do
+# chromium: the headless browser of the web page test (driven by Python playwright).
+for pkg in python3-venv pkg-config chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -10,7 +10,11 @@ use crate::backends::{RuntimeChoice, RuntimeOptions};
 use crate::engine::EngineConfig;
 
 #[derive(Debug, Parser)]
-#[command(name = "modelship-server", version, about = "Serve ONNX models over the Open Inference Protocol v2")]
+#[command(
+    name = "modelship-server",
+    version,
+    about = "Serve ONNX models over the Open Inference Protocol v2"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
@@ -24,6 +28,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Download a model into a directory and verify it (the operator's init container).
     Fetch(crate::fetch::FetchArgs),
+    /// Score a CSV or JSON Lines file offline and write JSON Lines.
+    Predict(crate::predict::PredictArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -35,10 +41,21 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Log line format.
-    #[arg(long, global = true, env = "MODELSHIP_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "MODELSHIP_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     /// Log filter, e.g. `info` or `modelship_server=debug,tower_http=debug`.
-    #[arg(long, global = true, env = "MODELSHIP_LOG", default_value = "info,ort=warn")]
+    #[arg(
+        long,
+        global = true,
+        env = "MODELSHIP_LOG",
+        default_value = "info,ort=warn"
+    )]
     pub log: String,
 }
 
@@ -136,7 +153,8 @@ mod tests {
 
     #[test]
     fn serve_defaults_are_sane() {
-        let cli = Cli::try_parse_from(["modelship-server", "serve", "--model", "builtin://iris"]).unwrap();
+        let cli = Cli::try_parse_from(["modelship-server", "serve", "--model", "builtin://iris"])
+            .unwrap();
         let Command::Serve(args) = cli.command else {
             panic!("expected serve")
         };

@@ -14,6 +14,8 @@ pub mod fetch;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod openapi;
+pub mod predict;
 pub mod protocol;
 pub mod serve;
 pub mod source;

@@ -21,7 +21,10 @@ fn main() -> ExitCode {
     // Two TLS crypto providers are compiled in (object_store and kube pick
     // different defaults); name one so rustls never has to guess.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("modelship-server: cannot start the async runtime: {e}");
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => modelship_server::serve::run(args).await,
             Command::Fetch(args) => modelship_server::fetch::run_fetch(&args).await,
+            Command::Predict(args) => modelship_server::predict::run(args).await,
         }
     })
 }

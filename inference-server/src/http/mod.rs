@@ -2,6 +2,7 @@
 //! one place (`error.rs`).
 
 pub mod error;
+pub mod page;
 pub mod v1;
 pub mod v2;
 
@@ -28,7 +29,9 @@ pub fn router(state: Arc<AppState>, body_timeout: Duration) -> Router {
     Router::new()
         .merge(v2::routes())
         .merge(v1::routes())
+        .merge(page::routes())
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .fallback(not_found)
         .with_state(state)
         .layer(
@@ -51,9 +54,17 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {}", uri.path()))
 }
 
-async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> Response {
+/// Prometheus metrics in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "server",
+    responses((status = 200, description = "Requests, latencies, batch sizes, queue depth, load time", content_type = "application/openmetrics-text", body = String)))]
+pub(crate) async fn metrics(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
         .into_response()
@@ -81,7 +92,11 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 
 /// Resolves a model for a request: 404 for unknown names or versions, 503
 /// while it loads or the server drains.
-pub fn find_model(state: &AppState, name: &str, version: Option<&str>) -> Result<Arc<ServedModel>, ApiError> {
+pub fn find_model(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Arc<ServedModel>, ApiError> {
     match state.lookup(name, version) {
         Lookup::Ready(m) => Ok(m),
         Lookup::NotReady { reason } => Err(ApiError::Unavailable(reason)),

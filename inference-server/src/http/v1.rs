@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::{find_model, finish, read_body};
 use crate::protocol::v1;
 use crate::state::{AppState, ModelState, ServedModel};
@@ -21,7 +21,16 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/v1/models/{name}", get(model_status).post(predict))
 }
 
-async fn model_status(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+#[utoipa::path(get, path = "/v1/models/{name}", tag = "v1",
+    params(("name" = String, Path, description = "Model name")),
+    responses(
+        (status = 200, description = "Whether the model is ready", body = crate::openapi::ModelReady),
+        (status = 404, description = "No such model", body = ErrorBody),
+    ))]
+pub(crate) async fn model_status(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Response {
     match state.model_state(&name) {
         None => ApiError::NotFound(format!("model '{name}' is not served here")).into_response(),
         Some(s) => {
@@ -31,7 +40,21 @@ async fn model_status(State(state): State<Arc<AppState>>, Path(name): Path<Strin
     }
 }
 
-async fn predict(
+// `{name}:predict` is one path segment: axum routes it as `/v1/models/{segment}`.
+#[utoipa::path(post, path = "/v1/models/{name}:predict", tag = "v1",
+    params(("name" = String, Path, description = "Model name")),
+    request_body(content = crate::openapi::PredictRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One prediction per instance", body = crate::openapi::PredictResponse),
+        (status = 400, description = "Invalid instances", body = ErrorBody),
+        (status = 404, description = "No such model", body = ErrorBody),
+        (status = 408, description = "The client sent the body too slowly", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 429, description = "The model's queue is full; retry later", body = ErrorBody),
+        (status = 500, description = "The model failed to run", body = ErrorBody),
+        (status = 503, description = "The model is not ready, or the server is shutting down", body = ErrorBody),
+    ))]
+pub(crate) async fn predict(
     State(state): State<Arc<AppState>>,
     Path(segment): Path<String>,
     body: Body,

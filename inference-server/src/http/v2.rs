@@ -12,12 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::{REQUEST_ID, find_model, finish, read_body};
+use crate::protocol::BadRequest;
 use crate::protocol::v2::{
     self, HEADER_CONTENT_LENGTH, ModelMetadata, ResponseOutput, ServerMetadata, TensorMetadata,
 };
-use crate::protocol::BadRequest;
 use crate::state::{AppState, ModelState, ServedModel};
 
 pub const SERVER_NAME: &str = "modelship";
@@ -31,14 +31,25 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
         .route("/v2/models/{name}", get(model_metadata))
-        .route("/v2/models/{name}/versions/{version}", get(model_metadata_version))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(model_metadata_version),
+        )
         .route("/v2/models/{name}/ready", get(model_ready))
-        .route("/v2/models/{name}/versions/{version}/ready", get(model_ready_version))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(model_ready_version),
+        )
         .route("/v2/models/{name}/infer", post(infer))
-        .route("/v2/models/{name}/versions/{version}/infer", post(infer_version))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(infer_version),
+        )
 }
 
-async fn server_metadata() -> Json<ServerMetadata> {
+#[utoipa::path(get, path = "/v2", tag = "v2",
+    responses((status = 200, description = "Server name, version and protocol extensions", body = ServerMetadata)))]
+pub(crate) async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: SERVER_NAME.to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -46,12 +57,19 @@ async fn server_metadata() -> Json<ServerMetadata> {
     })
 }
 
-async fn live() -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/v2/health/live", tag = "v2",
+    responses((status = 200, description = "The server process answers", body = crate::openapi::Live)))]
+pub(crate) async fn live() -> Json<serde_json::Value> {
     Json(json!({ "live": true }))
 }
 
 /// 200 once every model is loaded and warmed up; 503 while loading or draining.
-async fn ready(State(state): State<Arc<AppState>>) -> Response {
+#[utoipa::path(get, path = "/v2/health/ready", tag = "v2",
+    responses(
+        (status = 200, description = "Every model is loaded and warmed up", body = crate::openapi::Ready),
+        (status = 503, description = "A model is loading, or the server is shutting down", body = crate::openapi::Ready),
+    ))]
+pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let ready = state.is_ready();
     let status = if ready {
         StatusCode::OK
@@ -72,7 +90,14 @@ fn metadata(m: &ServedModel) -> ModelMetadata {
     }
 }
 
-async fn model_metadata(
+#[utoipa::path(get, path = "/v2/models/{name}", tag = "v2",
+    params(("name" = String, Path, description = "Model name")),
+    responses(
+        (status = 200, description = "Inputs and outputs of the model", body = ModelMetadata),
+        (status = 404, description = "No such model", body = ErrorBody),
+        (status = 503, description = "The model is not ready", body = ErrorBody),
+    ))]
+pub(crate) async fn model_metadata(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
@@ -80,7 +105,14 @@ async fn model_metadata(
     Ok(Json(metadata(&model)))
 }
 
-async fn model_metadata_version(
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "v2",
+    params(("name" = String, Path, description = "Model name"), ("version" = String, Path, description = "Model version")),
+    responses(
+        (status = 200, description = "Inputs and outputs of the model", body = ModelMetadata),
+        (status = 404, description = "No such model or version", body = ErrorBody),
+        (status = 503, description = "The model is not ready", body = ErrorBody),
+    ))]
+pub(crate) async fn model_metadata_version(
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
@@ -109,18 +141,51 @@ fn model_readiness(state: &AppState, name: &str, version: Option<&str>) -> Respo
     }
 }
 
-async fn model_ready(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+#[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2",
+    params(("name" = String, Path, description = "Model name")),
+    responses(
+        (status = 200, description = "The model is ready", body = crate::openapi::ModelReady),
+        (status = 404, description = "No such model", body = ErrorBody),
+        (status = 503, description = "The model is loading, failed, or the server is shutting down", body = crate::openapi::ModelReady),
+    ))]
+pub(crate) async fn model_ready(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Response {
     model_readiness(&state, &name, None)
 }
 
-async fn model_ready_version(
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2",
+    params(("name" = String, Path, description = "Model name"), ("version" = String, Path, description = "Model version")),
+    responses(
+        (status = 200, description = "The model is ready", body = crate::openapi::ModelReady),
+        (status = 404, description = "No such model or version", body = ErrorBody),
+        (status = 503, description = "The model is loading, failed, or the server is shutting down", body = crate::openapi::ModelReady),
+    ))]
+pub(crate) async fn model_ready_version(
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
     model_readiness(&state, &name, Some(&version))
 }
 
-async fn infer(
+/// Runs the model. JSON bodies are accepted whatever the Content-Type; with
+/// the `Inference-Header-Content-Length` header the JSON is followed by
+/// binary tensor data, and binary outputs follow the response's JSON.
+#[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2",
+    params(("name" = String, Path, description = "Model name")),
+    request_body(content = crate::openapi::InferenceRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The outputs", body = crate::openapi::InferenceResponse),
+        (status = 400, description = "Invalid input: malformed JSON, unknown input or output, wrong datatype or shape", body = ErrorBody),
+        (status = 404, description = "No such model or version", body = ErrorBody),
+        (status = 408, description = "The client sent the body too slowly", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 429, description = "The model's queue is full; retry later", body = ErrorBody),
+        (status = 500, description = "The model failed to run", body = ErrorBody),
+        (status = 503, description = "The model is not ready, or the server is shutting down", body = ErrorBody),
+    ))]
+pub(crate) async fn infer(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -131,7 +196,20 @@ async fn infer(
     finish(&state, &name, "v2", started, result)
 }
 
-async fn infer_version(
+#[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2",
+    params(("name" = String, Path, description = "Model name"), ("version" = String, Path, description = "Model version")),
+    request_body(content = crate::openapi::InferenceRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The outputs", body = crate::openapi::InferenceResponse),
+        (status = 400, description = "Invalid input: malformed JSON, unknown input or output, wrong datatype or shape", body = ErrorBody),
+        (status = 404, description = "No such model or version", body = ErrorBody),
+        (status = 408, description = "The client sent the body too slowly", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 429, description = "The model's queue is full; retry later", body = ErrorBody),
+        (status = 500, description = "The model failed to run", body = ErrorBody),
+        (status = 503, description = "The model is not ready, or the server is shutting down", body = ErrorBody),
+    ))]
+pub(crate) async fn infer_version(
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
@@ -202,10 +280,13 @@ async fn run_infer(
             .outputs
             .iter()
             .filter_map(|want| {
-                outputs.iter().find(|t| t.name == want.name).map(|t| ResponseOutput {
-                    tensor: t,
-                    binary: want.binary,
-                })
+                outputs
+                    .iter()
+                    .find(|t| t.name == want.name)
+                    .map(|t| ResponseOutput {
+                        tensor: t,
+                        binary: want.binary,
+                    })
             })
             .collect()
     };
@@ -214,11 +295,17 @@ async fn run_infer(
     let headers = resp.headers_mut();
     match encoded.json_len {
         Some(n) => {
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             headers.insert(HEADER_CONTENT_LENGTH, HeaderValue::from(n));
         }
         None => {
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         }
     }
     Ok((resp, model))

@@ -1,0 +1,357 @@
+// The model page: builds a form from the model's v2 metadata and card, sends
+// it to the v2 infer endpoint, and shows the answer. Standard library only.
+"use strict";
+
+(function () {
+  const MAX_BATCH_ROWS = 5000;
+  const NUMERIC = ["FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"];
+
+  const model = document.body.dataset.model;
+  const modelPath = "/v2/models/" + encodeURIComponent(model);
+  const $ = (id) => document.getElementById(id);
+
+  let meta = null; // v2 model metadata
+  let card = null; // feature names, class labels, example
+  let input = null; // the one [-1, F] input the form fills
+  let features = []; // one name per column
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else node.setAttribute(k, v);
+    }
+    for (const c of children) node.append(c);
+    return node;
+  }
+
+  // An error the server sent ({"error": "..."}) or a network failure, in words.
+  async function call(url, options) {
+    let response;
+    try {
+      response = await fetch(url, options);
+    } catch (e) {
+      throw new Error("Could not reach the server (" + e.message + ").");
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (_) {
+      body = null;
+    }
+    if (!response.ok) {
+      const why = body && typeof body.error === "string" ? body.error : response.statusText;
+      throw new Error("The server answered " + response.status + ": " + why);
+    }
+    return body;
+  }
+
+  function showError(container, message, details) {
+    const box = el("div", { class: "error", role: "alert" }, el("strong", { text: "Error: " }), message);
+    if (details && details.length) {
+      box.append(el("ul", {}, ...details.map((d) => el("li", { text: d }))));
+    }
+    container.replaceChildren(box);
+  }
+
+  function formatNumber(x) {
+    if (typeof x !== "number" || !isFinite(x)) return String(x);
+    if (Number.isInteger(x)) return String(x);
+    const a = Math.abs(x);
+    return a !== 0 && (a < 1e-3 || a >= 1e6) ? x.toExponential(4) : String(Number(x.toPrecision(6)));
+  }
+
+  function className(index) {
+    const labels = (card && card.class_labels) || [];
+    return index >= 0 && index < labels.length ? labels[index] : "class " + index;
+  }
+
+  // ---- loading -----------------------------------------------------------
+
+  async function load() {
+    const status = $("load-status");
+    try {
+      [meta, card] = await Promise.all([
+        call(modelPath, { headers: { Accept: "application/json" } }),
+        call("/models/" + encodeURIComponent(model) + "/card", { headers: { Accept: "application/json" } }),
+      ]);
+    } catch (e) {
+      status.className = "error";
+      status.textContent = "This model cannot be shown: " + e.message;
+      return;
+    }
+    if (card.title) {
+      $("title").textContent = card.title;
+      document.title = card.title + " · modelship";
+    }
+    $("description").textContent = card.description || "";
+    const sig = (t) => t.name + " " + t.datatype + " [" + t.shape.join(", ") + "]";
+    $("signature").textContent =
+      "model " + meta.name + " · " + meta.platform + " · in: " + meta.inputs.map(sig).join(", ") +
+      " · out: " + meta.outputs.map(sig).join(", ");
+
+    const usable =
+      meta.inputs.length === 1 &&
+      meta.inputs[0].shape.length === 2 &&
+      meta.inputs[0].shape[1] > 0 &&
+      NUMERIC.includes(meta.inputs[0].datatype);
+    if (!usable) {
+      status.textContent =
+        "This page can fill in models with one numeric input of shape [-1, F]. " +
+        "Use the JSON API described in /openapi.json for this one.";
+      return;
+    }
+    input = meta.inputs[0];
+    const width = input.shape[1];
+    features = Array.from({ length: width }, (_, i) =>
+      card.feature_names && card.feature_names.length === width ? card.feature_names[i] : "feature " + (i + 1)
+    );
+    buildForm();
+    $("csv-help").textContent =
+      width + " numbers per line, in this order: " + features.join(", ") +
+      ". A header line is skipped. Commas, semicolons, tabs or spaces separate values.";
+    $("csv").placeholder = exampleRow().join(",");
+    status.hidden = true;
+    $("single").hidden = false;
+    $("batch").hidden = false;
+  }
+
+  function isInteger() {
+    return input.datatype.startsWith("INT") || input.datatype.startsWith("UINT");
+  }
+
+  function exampleRow() {
+    const ex = (card && card.example) || [];
+    return features.map((_, i) => (i < ex.length ? ex[i] : 0));
+  }
+
+  function buildForm() {
+    const fields = $("fields");
+    fields.replaceChildren(
+      ...features.map((name, i) => {
+        const id = "feature-" + i;
+        return el(
+          "div",
+          { class: "field" },
+          el("label", { for: id, text: name }),
+          el("input", {
+            id,
+            name: id,
+            type: "number",
+            step: isInteger() ? "1" : "any",
+            inputmode: "decimal",
+            required: "",
+            autocomplete: "off",
+          })
+        );
+      })
+    );
+    resetToExample();
+    $("single-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      predictOne();
+    });
+    $("reset").addEventListener("click", resetToExample);
+    $("batch-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      scoreRows();
+    });
+  }
+
+  function resetToExample() {
+    exampleRow().forEach((v, i) => {
+      const field = $("feature-" + i);
+      field.value = String(v);
+      field.removeAttribute("aria-invalid");
+    });
+    $("single-result").replaceChildren();
+  }
+
+  // ---- inference ---------------------------------------------------------
+
+  async function infer(rows) {
+    const body = {
+      inputs: [{ name: input.name, shape: [rows.length, features.length], datatype: input.datatype, data: rows.flat() }],
+    };
+    const answer = await call(modelPath + "/infer", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+    });
+    return interpret(answer.outputs || [], rows.length);
+  }
+
+  // Turns v2 outputs into one result per row: a class with probabilities
+  // for a classifier, or named values for anything else.
+  function interpret(outputs, n) {
+    const perRow = (t) => {
+      const width = t.shape.length > 1 ? t.shape.slice(1).reduce((a, b) => a * b, 1) : 1;
+      return Array.from({ length: n }, (_, r) => t.data.slice(r * width, (r + 1) * width));
+    };
+    const isFloat = (t) => t.datatype.startsWith("FP");
+    const label = outputs.find((t) => t.name === "label" && !isFloat(t)) ||
+      outputs.find((t) => !isFloat(t) && t.shape.length === 1 && t.datatype !== "BYTES");
+    const probs = outputs.find((t) => /prob/i.test(t.name) && isFloat(t) && t.shape.length === 2) ||
+      (label ? outputs.find((t) => isFloat(t) && t.shape.length === 2 && t.shape[1] > 1) : undefined);
+    if (label || probs) {
+      const labels = label ? perRow(label) : null;
+      const ps = probs ? perRow(probs) : null;
+      return Array.from({ length: n }, (_, r) => {
+        const p = ps ? ps[r] : null;
+        const index = labels ? labels[r][0] : p.indexOf(Math.max(...p));
+        return { kind: "class", index, name: className(index), probabilities: p };
+      });
+    }
+    const columns = outputs.map((t) => ({ name: t.name, rows: perRow(t) }));
+    return Array.from({ length: n }, (_, r) => ({
+      kind: "values",
+      values: columns.map((c) => ({ name: c.name, values: c.rows[r] })),
+    }));
+  }
+
+  function readForm() {
+    const row = [];
+    const problems = [];
+    features.forEach((name, i) => {
+      const field = $("feature-" + i);
+      const text = field.value.trim();
+      const value = Number(text);
+      const ok = text !== "" && isFinite(value) && (!isInteger() || Number.isInteger(value));
+      field.setAttribute("aria-invalid", ok ? "false" : "true");
+      if (!ok) problems.push("'" + name + "' needs " + (isInteger() ? "a whole number" : "a number") + ".");
+      row.push(value);
+    });
+    return { row, problems };
+  }
+
+  async function predictOne() {
+    const out = $("single-result");
+    const { row, problems } = readForm();
+    if (problems.length) {
+      showError(out, "Please fix the form.", problems);
+      return;
+    }
+    const button = $("predict");
+    button.disabled = true;
+    try {
+      const [result] = await infer([row]);
+      out.replaceChildren(...renderOne(result));
+    } catch (e) {
+      showError(out, e.message);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function renderOne(result) {
+    if (result.kind === "values") {
+      return result.values.map((v) =>
+        el("p", { class: "answer" }, "Predicted " + v.name, el("strong", { class: "prediction", text: v.values.map(formatNumber).join(", ") }))
+      );
+    }
+    const parts = [el("p", { class: "answer" }, "Predicted class", el("strong", { class: "prediction", text: result.name }))];
+    if (result.probabilities) {
+      const list = el("ul", { class: "bars", "aria-label": "Probability of each class" });
+      result.probabilities.forEach((p, i) => {
+        const pct = Math.max(0, Math.min(100, p * 100));
+        list.append(
+          el(
+            "li",
+            { class: i === result.index ? "bar best" : "bar" },
+            el("span", { class: "name", text: className(i) }),
+            el("span", { class: "track", "aria-hidden": "true" }, el("span", { class: "fill", style: "display:block;width:" + pct.toFixed(1) + "%" })),
+            el("span", { class: "pct", text: pct.toFixed(1) + "%" })
+          )
+        );
+      });
+      parts.push(el("h3", { class: "hint", text: "Probabilities" }), list);
+    }
+    return parts;
+  }
+
+  // ---- many rows ---------------------------------------------------------
+
+  function parseRows(text) {
+    const rows = [];
+    const lines = [];
+    const problems = [];
+    let header = false;
+    text.split(/\r?\n/).forEach((raw, i) => {
+      const line = raw.trim();
+      if (line === "" || line.startsWith("#")) return;
+      const cells = line.split(/\s*[,;\t]\s*|\s+/).filter((c) => c !== "");
+      const numbers = cells.map(Number);
+      const numeric = cells.every((c, j) => isFinite(numbers[j]));
+      if (!numeric && rows.length === 0 && problems.length === 0 && !header) {
+        header = true; // the first non-empty line names the columns
+        return;
+      }
+      if (!numeric) {
+        const bad = cells.find((c, j) => !isFinite(numbers[j]));
+        problems.push("line " + (i + 1) + ": '" + bad + "' is not a number");
+      } else if (cells.length !== features.length) {
+        problems.push("line " + (i + 1) + ": expected " + features.length + " values, got " + cells.length);
+      } else {
+        rows.push(numbers);
+        lines.push(i + 1);
+      }
+    });
+    return { rows, lines, problems, header };
+  }
+
+  async function scoreRows() {
+    const out = $("batch-result");
+    const { rows, lines, problems, header } = parseRows($("csv").value);
+    if (rows.length === 0) {
+      showError(out, problems.length ? "No row could be read." : "Paste at least one row of numbers.", problems);
+      return;
+    }
+    if (rows.length > MAX_BATCH_ROWS) {
+      showError(out, "Too many rows for the page (" + rows.length + "); at most " + MAX_BATCH_ROWS +
+        ". Use `modelship-server predict` for files.");
+      return;
+    }
+    const button = $("score");
+    button.disabled = true;
+    try {
+      const results = await infer(rows);
+      const parts = [];
+      const skipped = problems.length ? ", " + problems.length + " skipped" : "";
+      parts.push(el("p", { class: "summary", text: rows.length + " rows scored" + skipped + (header ? " (header line skipped)" : "") + "." }));
+      if (problems.length) {
+        parts.push(el("div", { class: "error", role: "alert" }, "Skipped lines:", el("ul", {}, ...problems.map((p) => el("li", { text: p })))));
+      }
+      parts.push(el("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Scored rows" }, renderTable(rows, lines, results)));
+      out.replaceChildren(...parts);
+    } catch (e) {
+      showError(out, e.message);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function renderTable(rows, lines, results) {
+    const head = [el("th", { scope: "col", text: "line" }), ...features.map((f) => el("th", { scope: "col", text: f }))];
+    const first = results[0];
+    if (first.kind === "class") {
+      head.push(el("th", { scope: "col", class: "text", text: "class" }));
+      if (first.probabilities) head.push(el("th", { scope: "col", text: "probability" }));
+    } else {
+      first.values.forEach((v) => head.push(el("th", { scope: "col", text: v.name })));
+    }
+    const body = results.map((res, r) => {
+      const cells = [el("td", { text: String(lines[r]) }), ...rows[r].map((x) => el("td", { text: formatNumber(x) }))];
+      if (res.kind === "class") {
+        cells.push(el("td", { class: "text", text: res.name }));
+        if (res.probabilities) cells.push(el("td", { text: (res.probabilities[res.index] * 100).toFixed(1) + "%" }));
+      } else {
+        res.values.forEach((v) => cells.push(el("td", { text: v.values.map(formatNumber).join(", ") })));
+      }
+      return el("tr", {}, ...cells);
+    });
+    return el("table", {}, el("thead", {}, el("tr", {}, ...head)), el("tbody", {}, ...body));
+  }
+
+  load();
+})();

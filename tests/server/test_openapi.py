@@ -12,7 +12,7 @@ from openapi_spec_validator import validate
 
 # Bounded: a few examples per operation and a time budget for the whole run.
 MAX_EXAMPLES = int(os.environ.get("MODELSHIP_FUZZ_EXAMPLES", "25"))
-MAX_SECONDS = int(os.environ.get("MODELSHIP_FUZZ_SECONDS", "90"))
+MAX_SECONDS = int(os.environ.get("MODELSHIP_FUZZ_SECONDS", "45"))
 
 ROUTES = [
     ("get", "/v2"),
@@ -107,8 +107,10 @@ def test_schemathesis_finds_no_server_error(server, tmp_path: Path):
         "10",
         "--seed",
         "6",
+        # One worker: schemathesis 4.32 with several threads sometimes fails
+        # inside Hypothesis (a race describing lambdas), not in the server.
         "--workers",
-        "2",
+        "1",
         "--generation-database",
         "none",
         "--no-color",

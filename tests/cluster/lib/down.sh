@@ -14,6 +14,10 @@ stray_pids() {
   return 0
 }
 
+bridge_owner() {
+  ip -d link show "$BRIDGE" 2>/dev/null | sed -n 's/^ *alias modelship:\(.*\)$/\1/p'
+}
+
 remove_pods() {
   [ -S "$CONTAINERD_SOCK" ] || return 0
   local crictl="$BIN/crictl -r unix://$CONTAINERD_SOCK -i unix://$CONTAINERD_SOCK --timeout 20s"
@@ -93,7 +97,9 @@ cluster_down() {
     kill -KILL $strays 2>/dev/null || true
   fi
 
-  if $node || ip link show "$BRIDGE" >/dev/null 2>&1; then
+  # The node's host-wide pieces: when this state dir made them, or when its
+  # record is lost but the bridge says it is ours.
+  if $node || [ "$(bridge_owner)" = "$STATE_DIR" ]; then
     kill_cgroup_processes
     [ -x "$BIN/kube-proxy" ] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
     remove_iptables

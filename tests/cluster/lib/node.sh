@@ -48,6 +48,8 @@ setup_network() {
   log "network: bridge $BRIDGE $BRIDGE_IP for pods $POD_CIDR, services $SERVICE_CIDR unreachable on the host"
   ip link add "$BRIDGE" type bridge
   ip addr add "$BRIDGE_IP/${POD_CIDR#*/}" dev "$BRIDGE"
+  # The bridge names its owner, so that no other cluster's down removes it.
+  ip link set "$BRIDGE" alias "modelship:$STATE_DIR"
   ip link set "$BRIDGE" up
   # A packet to a ClusterIP that kube-proxy did not rewrite dies here...
   ip route add unreachable "$SERVICE_CIDR"

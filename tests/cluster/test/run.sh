@@ -164,6 +164,10 @@ t_private_control_plane_runs_beside() {
   [ ! -e "$dir" ] || fail "$dir still exists after down"
   if pgrep -af -- "$dir/"; then fail "private cluster processes are left"; fi
   k get --raw /readyz >/dev/null || fail "the default cluster stopped answering"
+  if [ "$(cat "$RUN_DIR/mode")" = full ]; then
+    ip link show "$BRIDGE" >/dev/null || fail "the private cluster's down removed the full cluster's bridge"
+    "$CLUSTER" status || fail "the full cluster is not whole any more"
+  fi
 }
 
 t_cp_down_removes_everything() {
@@ -402,6 +406,7 @@ for mode in "${modes[@]}"; do
         run_test kubectl_top_pod_returns_numbers t_kubectl_top_pod_returns_numbers
         run_test hpa_scales_out_cpu_burner t_hpa_scales_out_cpu_burner
         run_test helm_install_and_uninstall t_helm_install_and_uninstall
+        run_test private_control_plane_runs_beside_full_cluster t_private_control_plane_runs_beside
       fi
       [ "$FAILED" -eq "$failed_before" ] || keep_cluster_logs full
       run_test full_down_leaves_nothing_behind t_full_down_leaves_nothing_behind

@@ -50,6 +50,7 @@ cluster_up() {
     log "$STATE_DIR holds an unfinished cluster; cleaning it up first"
     cluster_down
   fi
+  [ "$MODE" = full ] && check_node_free
   BIN="$(build_binaries)"
   local start=$SECONDS address=127.0.0.1
   mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR" "$CONF_DIR"

@@ -42,9 +42,20 @@ record_host_state() {
   ip -o netns list 2>/dev/null | awk '{print "netns " $1}' >> "$f"
 }
 
+# check_node_free: before anything is recorded or made, so that a refused
+# up leaves nothing that a down could mistake for its own.
+check_node_free() {
+  [ "$(id -u)" -eq 0 ] || die "full mode runs a node and needs root; MODE=control-plane does not"
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then
+    die "bridge $BRIDGE exists already (made for $(ip -d link show "$BRIDGE" | sed -n 's/^ *alias modelship://p')): one full cluster per machine; run cluster-down with that MODELSHIP_CLUSTER_DIR"
+  fi
+  if ip route show table all | grep -q "10\.233\."; then
+    die "the host already routes part of 10.233.0.0/16; the cluster's ranges would collide"
+  fi
+  return 0
+}
+
 setup_network() {
-  ip link show "$BRIDGE" >/dev/null 2>&1 && die "bridge $BRIDGE exists already: another full cluster runs on this machine (or a down was interrupted); run cluster-down"
-  ip route show | grep -q "^10\.233\." && die "the host already routes 10.233.0.0/16; the cluster's ranges would collide"
   log "network: bridge $BRIDGE $BRIDGE_IP for pods $POD_CIDR, services $SERVICE_CIDR unreachable on the host"
   ip link add "$BRIDGE" type bridge
   ip addr add "$BRIDGE_IP/${POD_CIDR#*/}" dev "$BRIDGE"

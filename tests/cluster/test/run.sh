@@ -192,6 +192,16 @@ t_full_up_again_is_noop() {
   [ "$before" = "$(pids_of_cluster)" ] || fail "second up changed the processes"
 }
 
+t_second_full_cluster_is_refused() {
+  local dir; dir="$(mktemp -d)/second"
+  if MODE=full MODELSHIP_CLUSTER_DIR="$dir" MODELSHIP_CLUSTER_PORT_BASE=17000 "$CLUSTER" up; then
+    fail "a second full cluster started"
+  fi
+  MODELSHIP_CLUSTER_DIR="$dir" "$CLUSTER" down
+  ip link show "$BRIDGE" >/dev/null || fail "the refused cluster's down removed the bridge"
+  "$CLUSTER" status || fail "the full cluster is not whole any more"
+}
+
 t_full_listens_only_on_loopback_and_bridge() { assert_listens_only_locally; }
 
 t_service_cidr_is_unreachable_on_host() {
@@ -395,6 +405,7 @@ for mode in "${modes[@]}"; do
       run_test full_up t_full_up
       if [ "$FAILED" -eq "$failed_before" ]; then
         run_test full_up_again_is_noop t_full_up_again_is_noop
+        run_test second_full_cluster_is_refused t_second_full_cluster_is_refused
         run_test full_listens_only_on_loopback_and_bridge t_full_listens_only_on_loopback_and_bridge
         run_test service_cidr_is_unreachable_on_host t_service_cidr_is_unreachable_on_host
         run_test image_from_local_binary_is_imported t_image_from_local_binary_is_imported

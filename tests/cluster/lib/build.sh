@@ -40,9 +40,20 @@ build_binaries() {
     local start=$SECONDS
     # One go build: shared packages compile once; kube is one multi-call
     # binary, so most of the code is also linked once.
-    if ! (cd "$CLUSTER_SRC/build" && CGO_ENABLED=0 GOFLAGS=-mod=readonly GOTOOLCHAIN=local \
-        go build -trimpath -ldflags="$(build_flags)" -o "$out/" \
-        ./cmd/kube sigs.k8s.io/cri-tools/cmd/crictl) > "$CACHE_ROOT/build.log" 2>&1; then
+    # -v names each package as it compiles: progress for a long, quiet step.
+    (cd "$CLUSTER_SRC/build" && CGO_ENABLED=0 GOFLAGS=-mod=readonly GOTOOLCHAIN=local \
+      exec go build -v -trimpath -ldflags="$(build_flags)" -o "$out/" \
+      ./cmd/kube sigs.k8s.io/cri-tools/cmd/crictl) > "$CACHE_ROOT/build.log" 2>&1 &
+    local go_pid=$! rc=0 ticks=0
+    while kill -0 "$go_pid" 2>/dev/null; do
+      sleep 2
+      ticks=$((ticks + 1))
+      if [ $((ticks % 30)) -eq 0 ]; then
+        log "still building: $(grep -c '^[a-z]' "$CACHE_ROOT/build.log") of about 3200 packages after $((SECONDS - start))s"
+      fi
+    done
+    wait "$go_pid" || rc=$?
+    if [ "$rc" -ne 0 ]; then
       tail -50 "$CACHE_ROOT/build.log" >&2
       rm -rf "$out"
       die "go build failed; full log in $CACHE_ROOT/build.log"

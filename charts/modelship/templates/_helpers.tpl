@@ -1,0 +1,95 @@
+{{/* Chart name, overridable. */}}
+{{- define "modelship.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name of the release's objects: the release name, with the chart name
+appended unless it already contains it. */}}
+{{- define "modelship.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The operator's pods are "<name>-operator", never "modelship": that name,
+with a ModelDeployment's name as instance, selects that model's pods. */}}
+{{- define "modelship.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "modelship.name" . }}-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "modelship.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "modelship.selectorLabels" . }}
+app.kubernetes.io/part-of: modelship
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "modelship.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "modelship.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* An image reference from {repository, tag, digest}: the digest wins. */}}
+{{- define "modelship.imageRef" -}}
+{{- if .digest }}
+{{- printf "%s@%s" .repository .digest }}
+{{- else }}
+{{- printf "%s:%s" .repository .tag }}
+{{- end }}
+{{- end }}
+
+{{/* The rules the operator needs in each namespace it manages (docs/api.md,
+"RBAC"). The Lease rule is separate: it applies only in the release
+namespace. No Secrets: a model's credentials reach its pods through
+secretKeyRef, which the kubelet resolves, not the operator. */}}
+{{- define "modelship.namespacedRules" -}}
+- apiGroups: ["modelship.io"]
+  resources: ["modeldeployments"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["modelship.io"]
+  resources: ["modeldeployments/status"]
+  verbs: ["get", "patch", "update"]
+# Owner references with blockOwnerDeletion on the children.
+- apiGroups: ["modelship.io"]
+  resources: ["modeldeployments/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Read-only: status reports why pods fail.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* Settings that cannot be checked by the schema alone. */}}
+{{- define "modelship.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail (printf "replicaCount is %d but leaderElection.enabled is false: several replicas would reconcile the same objects at once; enable leader election or use one replica" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor selects the metrics Service" }}
+{{- end }}
+{{- end }}

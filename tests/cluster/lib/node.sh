@@ -73,14 +73,15 @@ setup_network() {
   iptables -w -N MODELSHIP-OUTPUT
   iptables -w -A MODELSHIP-OUTPUT -d "$SERVICE_CIDR" -j REJECT --reject-with icmp-net-unreachable
   iptables -w -I OUTPUT 1 -j MODELSHIP-OUTPUT
-  echo 1 > /proc/sys/net/ipv4/ip_forward
-  echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables
   # Pods talk to each other, the host and its API server, never beyond:
-  # forwarded traffic that enters or leaves through the bridge must stay on it.
+  # forwarded traffic that enters or leaves through the bridge must stay on
+  # it. In place before forwarding is switched on.
   iptables -w -N MODELSHIP-FORWARD
   iptables -w -A MODELSHIP-FORWARD -i "$BRIDGE" ! -o "$BRIDGE" -j DROP
   iptables -w -A MODELSHIP-FORWARD -o "$BRIDGE" ! -i "$BRIDGE" -j DROP
   iptables -w -I FORWARD 1 -j MODELSHIP-FORWARD
+  echo 1 > /proc/sys/net/ipv4/ip_forward
+  echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables
 
   mkdir -p "$CNI_CONF_DIR" "$STATE_DIR/cni/ipam"
   cat > "$CNI_CONF_DIR/10-modelship.conflist" <<CNI

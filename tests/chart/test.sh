@@ -1,0 +1,385 @@
+#!/usr/bin/env bash
+# Tests of the Helm chart charts/modelship.
+#
+#   tests/chart/test.sh            all tests (starts and stops a private control plane)
+#   KEEP_CLUSTER=1 tests/chart/test.sh   leave the control plane up afterwards
+#   KEEP_LOGS=1 tests/chart/test.sh      keep every test's log (kept anyway on failure)
+#   CHART_TESTS_OFFLINE=1 tests/chart/test.sh   lint/template/schema tests only
+#
+# Offline tests: helm lint, helm template (all namespaces and watchNamespaces),
+# the schema and template checks that refuse bad values, and the chart's CRD
+# against crds/. Cluster tests run against a private control plane (its own
+# state dir and ports, beside any other cluster): a server-side dry run of the
+# rendered manifests, helm install, `kubectl auth can-i` as the operator's
+# ServiceAccount in both RBAC modes, the operator process itself running with
+# nothing but that ServiceAccount's token, helm upgrade, and helm uninstall
+# (the CRD stays). The operator's pod never starts there (no node): the
+# chart's RBAC is what is proven.
+#
+# Ends with "N passed, N failed" (", N skipped" when any were).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CHART="$ROOT/charts/modelship"
+CLUSTER_SH="$ROOT/tests/cluster/cluster.sh"
+export MODELSHIP_CLUSTER_DIR="${MODELSHIP_CHART_CLUSTER_DIR:-/tmp/modelship-chart-cp}"
+export MODELSHIP_CLUSTER_PORT_BASE="${MODELSHIP_CHART_PORT_BASE:-19000}"
+export KUBECONFIG="$MODELSHIP_CLUSTER_DIR/kubeconfig"
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/modelship/target}"
+RELEASE=modelship
+RELEASE_NS=modelship-system
+SA="system:serviceaccount:$RELEASE_NS:modelship"
+WORK="$(mktemp -d /tmp/modelship-chart-tests.XXXXXX)"
+PASSED=0 FAILED=0 SKIPPED=0
+STARTED_CLUSTER=0
+
+# Tools: helm and kubectl come from the local cluster's build cache.
+"$CLUSTER_SH" build >/dev/null
+eval "$("$CLUSTER_SH" env)"
+command -v helm >/dev/null || { echo "helm not found after tests/cluster/cluster.sh env" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "python3 is needed" >&2; exit 1; }
+
+cleanup() {
+  if [ "$STARTED_CLUSTER" = 1 ] && [ "${KEEP_CLUSTER:-0}" != 1 ]; then
+    "$CLUSTER_SH" down >"$WORK/cluster-down.log" 2>&1 || { echo "cluster down failed: see $WORK/cluster-down.log" >&2; FAILED=1; }
+  fi
+  if [ "$FAILED" = 0 ] && [ "${KEEP_LOGS:-0}" != 1 ]; then rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+# run_test NAME FUNCTION: a test passes when its function returns 0; its output
+# goes to $WORK/NAME.log and is shown when it fails. A function that prints
+# "SKIP: reason" and returns 77 is skipped. The function runs in a background
+# subshell so that `set -e` holds inside it (bash ignores -e in a function
+# called as `f || ...`): its first failing command fails the test.
+run_test() {
+  local name="$1" rc=0
+  ( set -e; "$2" ) >"$WORK/$name.log" 2>&1 &
+  wait $! || rc=$?
+  if [ "$rc" = 0 ]; then
+    echo "PASS $name"; PASSED=$((PASSED + 1))
+  elif [ "$rc" = 77 ]; then
+    echo "SKIP $name ($(grep -m1 '^SKIP:' "$WORK/$name.log" | sed 's/^SKIP: //'))"; SKIPPED=$((SKIPPED + 1))
+  else
+    echo "FAIL $name"; tail -n 30 "$WORK/$name.log" | sed 's/^/    /'; FAILED=$((FAILED + 1))
+  fi
+}
+
+fail() { echo "FAILED: $*"; return 1; }
+render() { helm template "$RELEASE" "$CHART" -n "$RELEASE_NS" "$@"; }
+# kinds FILE: "Kind/namespace/name" of every object in a rendered stream.
+kinds() {
+  python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d:
+        m = d["metadata"]
+        print("%s/%s/%s" % (d["kind"], m.get("namespace", ""), m["name"]))' "$1"
+}
+# can SUBJECT-ARGS...: kubectl auth can-i as the operator's ServiceAccount.
+can() { kubectl auth can-i --as="$SA" "$@" 2>/dev/null; }
+expect_yes() { [ "$(can "$@")" = yes ] || fail "expected yes: can-i $*"; echo "yes: $*"; }
+expect_no() { [ "$(can "$@")" = no ] || fail "expected no: can-i $*"; echo "no:  $*"; }
+
+# ---------------------------------------------------------------- offline
+
+test_lint() {
+  helm lint "$CHART"
+  helm lint "$CHART" --set 'watchNamespaces={team-a,team-b}'
+  helm lint "$CHART" --set metrics.serviceMonitor.enabled=true --set replicaCount=2
+}
+
+test_crd_copy_matches_crds_dir() {
+  # The chart's copy is byte-identical to the committed, generated CRD...
+  cmp "$ROOT/crds/modelship.io_modeldeployments.yaml" "$CHART/files/modelship.io_modeldeployments.yaml" \
+    || fail "charts/modelship/files/modelship.io_modeldeployments.yaml differs from crds/; run: cp crds/modelship.io_modeldeployments.yaml charts/modelship/files/"
+  # ...and the rendered CRD is that file plus only the chart's labels and keep policy.
+  render --show-only templates/crd.yaml >"$WORK/crd.yaml"
+  python3 - "$ROOT/crds/modelship.io_modeldeployments.yaml" "$WORK/crd.yaml" <<'EOF'
+import sys, yaml
+committed = yaml.safe_load(open(sys.argv[1]))
+rendered = yaml.safe_load(open(sys.argv[2]))
+meta = rendered["metadata"]
+assert meta.pop("annotations") == {"helm.sh/resource-policy": "keep"}, "keep annotation"
+assert meta.pop("labels")["app.kubernetes.io/managed-by"] == "Helm", "chart labels"
+assert rendered == committed, "rendered CRD differs from crds/modelship.io_modeldeployments.yaml"
+print("rendered CRD == crds/modelship.io_modeldeployments.yaml (+ labels, keep annotation)")
+EOF
+  render --show-only templates/crd.yaml --set crds.keep=false | grep -q 'resource-policy' && fail "keep=false still keeps"
+  render --set crds.install=false | grep -q 'kind: CustomResourceDefinition' && fail "install=false still renders the CRD"
+  return 0
+}
+
+test_template_all_namespaces() {
+  render >"$WORK/default.yaml"
+  kinds "$WORK/default.yaml" | sort | tee "$WORK/default.kinds"
+  diff <(sort "$WORK/default.kinds") <(sort <<EOF
+ClusterRole//modelship
+ClusterRoleBinding//modelship
+CustomResourceDefinition//modeldeployments.modelship.io
+Deployment/$RELEASE_NS/modelship
+Role/$RELEASE_NS/modelship-leader-election
+RoleBinding/$RELEASE_NS/modelship-leader-election
+Service/$RELEASE_NS/modelship-metrics
+ServiceAccount/$RELEASE_NS/modelship
+EOF
+  ) || fail "unexpected set of objects"
+  python3 - "$WORK/default.yaml" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+dep = next(d for d in docs if d["kind"] == "Deployment")
+pod = dep["spec"]["template"]["spec"]
+c = pod["containers"][0]
+args = c["args"]
+print(args)
+for want in ["--server-image=modelship/server:dev", "--leader-election",
+             "--lease-name=modelship", "--lease-namespace=modelship-system",
+             "--metrics-addr=0.0.0.0:8080", "--log-format=json"]:
+    assert want in args, want
+assert not any(a.startswith("--watch-namespaces") for a in args), "watches all namespaces"
+assert c["image"] == "modelship/operator:dev"
+assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+# Restricted Pod Security Standard.
+assert pod["securityContext"]["runAsNonRoot"] is True
+assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+sc = c["securityContext"]
+assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+assert sc["capabilities"]["drop"] == ["ALL"]
+# The metrics Service selects the operator's pods and nothing of a model's.
+svc = next(d for d in docs if d["kind"] == "Service")
+labels = dep["spec"]["template"]["metadata"]["labels"]
+assert all(labels.get(k) == v for k, v in svc["spec"]["selector"].items())
+assert labels["app.kubernetes.io/name"] != "modelship", "model pods are app.kubernetes.io/name=modelship"
+print("deployment ok")
+EOF
+}
+
+test_template_watch_namespaces() {
+  render --set 'watchNamespaces={team-a,team-b}' --set leaderElection.enabled=false >"$WORK/ns.yaml"
+  kinds "$WORK/ns.yaml" | sort | tee "$WORK/ns.kinds"
+  diff <(sort "$WORK/ns.kinds") <(sort <<EOF
+CustomResourceDefinition//modeldeployments.modelship.io
+Deployment/$RELEASE_NS/modelship
+Role/team-a/modelship
+Role/team-b/modelship
+RoleBinding/team-a/modelship
+RoleBinding/team-b/modelship
+Service/$RELEASE_NS/modelship-metrics
+ServiceAccount/$RELEASE_NS/modelship
+EOF
+  ) || fail "namespaced mode: unexpected set of objects (no ClusterRole, no Lease Role)"
+  grep -q -- '- --watch-namespaces=team-a,team-b' "$WORK/ns.yaml" || fail "--watch-namespaces not passed"
+  grep -q -- '--leader-election' "$WORK/ns.yaml" && fail "leader election is off"
+  return 0
+}
+
+test_rbac_rules_grant_no_secrets_or_wildcards() {
+  render >"$WORK/rbac.yaml"
+  render --set 'watchNamespaces={team-a}' >>"$WORK/rbac.yaml"
+  python3 - "$WORK/rbac.yaml" <<'EOF'
+import sys, yaml
+rules = [r for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] in ("Role", "ClusterRole")
+         for r in d["rules"]]
+for r in rules:
+    assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"], r
+    assert not {"secrets", "configmaps", "pods/exec", "serviceaccounts/token"} & set(r["resources"]), r
+    assert "escalate" not in r["verbs"] and "bind" not in r["verbs"] and "impersonate" not in r["verbs"], r
+# Deletion is granted for HPAs only (removed when autoscaling is removed).
+assert [r["resources"] for r in rules if "delete" in r["verbs"]] == [["horizontalpodautoscalers"]] * 2
+print(len(rules), "rules checked")
+EOF
+}
+
+# expect_refused MESSAGE ARGS...: helm template fails and says MESSAGE.
+expect_refused() {
+  local want="$1"; shift
+  local out
+  if out="$(render "$@" 2>&1)"; then fail "accepted: $*"; fi
+  echo "$out" | grep -F -- "$want" || { echo "$out"; fail "message lacks: $want"; }
+}
+
+test_bad_values_are_refused_with_a_message() {
+  expect_refused "at '/replicaCount': minimum: got -1, want 0" --set replicaCount=-1
+  expect_refused "at '/replicaCount': got string, want integer" --set replicaCount=two
+  expect_refused "at '/logFormat': value must be one of 'json', 'text'" --set logFormat=xml
+  expect_refused "additional properties 'watchNamespace' not allowed" --set 'watchNamespace={a}'
+  expect_refused "at '/watchNamespaces/0'" --set 'watchNamespaces={Team_A}'
+  expect_refused "at '/image/pullPolicy'" --set image.pullPolicy=Sometimes
+  expect_refused "replicaCount is 2 but leaderElection.enabled is false" --set replicaCount=2 --set leaderElection.enabled=false
+  expect_refused "metrics.serviceMonitor.enabled needs metrics.service.enabled" \
+    --set metrics.serviceMonitor.enabled=true --set metrics.service.enabled=false
+}
+
+# ---------------------------------------------------------------- cluster
+
+test_control_plane_up() {
+  if [ "$STARTED_CLUSTER" = 1 ]; then
+    MODE=control-plane "$CLUSTER_SH" up
+  else
+    echo "reusing the control plane in $MODELSHIP_CLUSTER_DIR"
+  fi
+  kubectl get --raw /readyz; echo
+  for ns in "$RELEASE_NS" team-a team-b; do
+    kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
+  done
+}
+# Decides here, in the main shell, whether cleanup stops the control plane.
+cluster_up() {
+  if [ -f "$KUBECONFIG" ] && kubectl get --raw /readyz >/dev/null 2>&1; then
+    STARTED_CLUSTER=0
+  else
+    STARTED_CLUSTER=1
+  fi
+  local before=$FAILED
+  run_test control_plane_up test_control_plane_up
+  [ "$FAILED" = "$before" ]
+}
+
+test_server_side_dry_run() {
+  render >"$WORK/dry-default.yaml"
+  kubectl apply --dry-run=server -f "$WORK/dry-default.yaml"
+  render --set 'watchNamespaces={team-a,team-b}' --set replicaCount=2 >"$WORK/dry-ns.yaml"
+  kubectl apply --dry-run=server -f "$WORK/dry-ns.yaml"
+}
+
+test_install_all_namespaces_rbac() {
+  helm install "$RELEASE" "$CHART" -n "$RELEASE_NS"
+  kubectl -n "$RELEASE_NS" get deployment,serviceaccount,service,role,rolebinding -l app.kubernetes.io/instance="$RELEASE"
+  kubectl get crd modeldeployments.modelship.io
+  for ns in team-a team-b; do
+    expect_yes list modeldeployments.modelship.io -n "$ns"
+  done
+  expect_yes watch modeldeployments.modelship.io --all-namespaces
+  expect_yes patch modeldeployments.modelship.io --subresource=status -n team-a
+  expect_yes update modeldeployments.modelship.io --subresource=finalizers -n team-a
+  expect_yes create deployments.apps -n team-a
+  expect_yes patch deployments.apps -n team-b
+  expect_yes create services -n team-a
+  expect_yes patch services -n team-a
+  expect_yes create horizontalpodautoscalers.autoscaling -n team-a
+  expect_yes delete horizontalpodautoscalers.autoscaling -n team-a
+  expect_yes watch pods --all-namespaces
+  expect_yes create events.events.k8s.io -n team-a
+  expect_yes create leases.coordination.k8s.io -n "$RELEASE_NS"
+  expect_yes update leases.coordination.k8s.io/modelship -n "$RELEASE_NS"
+  # What it must not do.
+  expect_no get secrets -n team-a
+  expect_no list secrets --all-namespaces
+  expect_no get secrets -n "$RELEASE_NS"
+  expect_no get configmaps -n team-a
+  expect_no create pods -n team-a
+  expect_no create pods --subresource=exec -n team-a
+  expect_no delete deployments.apps -n team-a
+  expect_no delete services -n team-a
+  expect_no create modeldeployments.modelship.io -n team-a
+  expect_no delete modeldeployments.modelship.io -n team-a
+  expect_no update customresourcedefinitions.apiextensions.k8s.io
+  expect_no create clusterrolebindings.rbac.authorization.k8s.io
+  expect_no update leases.coordination.k8s.io/kube-controller-manager -n kube-system
+  expect_no create leases.coordination.k8s.io -n team-a
+  expect_no update leases.coordination.k8s.io/other -n "$RELEASE_NS"
+}
+
+test_upgrade_to_namespaced_rbac() {
+  helm upgrade "$RELEASE" "$CHART" -n "$RELEASE_NS" --set 'watchNamespaces={team-a}'
+  kubectl get clusterrole modelship 2>/dev/null && fail "the ClusterRole is still there"
+  expect_yes list modeldeployments.modelship.io -n team-a
+  expect_yes patch modeldeployments.modelship.io --subresource=status -n team-a
+  expect_yes create deployments.apps -n team-a
+  expect_yes delete horizontalpodautoscalers.autoscaling -n team-a
+  expect_yes create events.events.k8s.io -n team-a
+  expect_yes update leases.coordination.k8s.io/modelship -n "$RELEASE_NS"
+  # Other namespaces, and cluster scope, are out of reach.
+  expect_no list modeldeployments.modelship.io -n team-b
+  expect_no list modeldeployments.modelship.io --all-namespaces
+  expect_no create deployments.apps -n team-b
+  expect_no patch services -n team-b
+  expect_no list pods -n team-b
+  expect_no create events.events.k8s.io -n team-b
+  expect_no get secrets -n team-a
+  expect_no get secrets -n team-b
+}
+
+# The operator process, with only its ServiceAccount's token, reconciles an
+# Iris ModelDeployment in team-a: the rules are enough, not just not too many.
+test_operator_runs_with_chart_rbac() {
+  local bin=""
+  for candidate in "${MODELSHIP_OPERATOR_BIN:-}" "$CARGO_TARGET_DIR/release/modelship-operator" "$CARGO_TARGET_DIR/debug/modelship-operator"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ]; then bin="$candidate"; break; fi
+  done
+  if [ -z "$bin" ]; then echo "SKIP: no modelship-operator binary (cargo build -p modelship-operator)"; return 77; fi
+  echo "operator binary: $bin"
+  local kc="$WORK/sa.kubeconfig" server ca token
+  server="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
+  ca="$(kubectl config view --raw --minify --flatten -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
+  token="$(kubectl -n "$RELEASE_NS" create token modelship --duration=1h)"
+  cat >"$kc" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: cp, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
+users: [{name: operator, user: {token: "$token"}}]
+contexts: [{name: operator, context: {cluster: cp, user: operator, namespace: $RELEASE_NS}}]
+current-context: operator
+EOF
+  KUBECONFIG="$kc" kubectl auth whoami
+  # The chart's own arguments (namespaced mode, leader election), on a free port.
+  KUBECONFIG="$kc" RUST_LOG=info "$bin" --watch-namespaces=team-a --leader-election \
+    --lease-name=modelship --lease-namespace="$RELEASE_NS" --metrics-addr=127.0.0.1:0 \
+    --log-format=text >"$WORK/operator.log" 2>&1 &
+  OPERATOR_PID=$!
+  trap 'kill "$OPERATOR_PID" 2>/dev/null || true' EXIT
+  kubectl -n team-a apply -f "$ROOT/examples/iris.yaml"
+  local i ok=0
+  for i in $(seq 1 60); do
+    if kubectl -n team-a get deployment iris >/dev/null 2>&1 && kubectl -n team-a get service iris >/dev/null 2>&1 \
+      && [ -n "$(kubectl -n team-a get mdep iris -o jsonpath='{.status.observedGeneration}')" ]; then ok=1; break; fi
+    sleep 1
+  done
+  kill "$OPERATOR_PID" 2>/dev/null || echo "the operator had exited"
+  wait "$OPERATOR_PID" 2>/dev/null || true
+  echo "--- operator log"; cat "$WORK/operator.log"
+  [ "$ok" = 1 ] || fail "no Deployment, Service and status for iris within 60 s"
+  kubectl -n team-a get mdep iris -o jsonpath='{.status.conditions}'; echo
+  kubectl -n "$RELEASE_NS" get lease modelship -o jsonpath='{.spec.holderIdentity}'; echo
+  grep -qi 'forbidden' "$WORK/operator.log" && fail "the operator was refused something (above)"
+  kubectl -n team-a delete mdep iris --wait=false
+  return 0
+}
+
+test_uninstall_keeps_only_the_crd() {
+  helm uninstall "$RELEASE" -n "$RELEASE_NS" --wait
+  kubectl get crd modeldeployments.modelship.io || fail "the CRD was removed"
+  local left
+  left="$(kubectl get deployment,serviceaccount,service,role,rolebinding -A -l app.kubernetes.io/instance="$RELEASE" -o name; \
+          kubectl get clusterrole,clusterrolebinding -l app.kubernetes.io/instance="$RELEASE" -o name)"
+  [ -z "$left" ] || fail "left behind: $left"
+  # A reinstall adopts the kept CRD.
+  helm install "$RELEASE" "$CHART" -n "$RELEASE_NS"
+  helm uninstall "$RELEASE" -n "$RELEASE_NS" --wait
+  kubectl delete crd modeldeployments.modelship.io
+}
+
+echo "chart tests (logs in $WORK)"
+run_test lint test_lint
+run_test crd_copy_matches_crds_dir test_crd_copy_matches_crds_dir
+run_test template_all_namespaces test_template_all_namespaces
+run_test template_watch_namespaces test_template_watch_namespaces
+run_test rbac_rules_grant_no_secrets_or_wildcards test_rbac_rules_grant_no_secrets_or_wildcards
+run_test bad_values_are_refused_with_a_message test_bad_values_are_refused_with_a_message
+if [ "${CHART_TESTS_OFFLINE:-0}" = 1 ]; then
+  echo "SKIP cluster tests (CHART_TESTS_OFFLINE=1)"; SKIPPED=$((SKIPPED + 1))
+elif cluster_up; then
+  run_test server_side_dry_run test_server_side_dry_run
+  run_test install_all_namespaces_rbac test_install_all_namespaces_rbac
+  run_test upgrade_to_namespaced_rbac test_upgrade_to_namespaced_rbac
+  run_test operator_runs_with_chart_rbac test_operator_runs_with_chart_rbac
+  run_test uninstall_keeps_only_the_crd test_uninstall_keeps_only_the_crd
+fi
+
+if [ "$SKIPPED" -gt 0 ]; then
+  printf '%d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
+else
+  printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
+fi
+[ "$FAILED" = 0 ]

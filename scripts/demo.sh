@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The whole user journey on the local cluster, left running.
+#
+#   scripts/demo.sh        (make demo)       cluster up (full mode), build and load the
+#                                            images, helm install the operator, apply
+#                                            examples/iris.yaml, wait for Ready, print
+#                                            one prediction and how to reach the model
+#   scripts/demo.sh down   (make demo-down)  remove the demo and stop the cluster
+#
+# Environment: MODELSHIP_CLUSTER_DIR (default .cluster), CARGO_TARGET_DIR
+# (default ~/.cache/modelship/target), DEMO_NAMESPACE (default default).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/modelship/target}"
+export MODELSHIP_CLUSTER_DIR="${MODELSHIP_CLUSTER_DIR:-$ROOT/.cluster}"
+export KUBECONFIG="$MODELSHIP_CLUSTER_DIR/kubeconfig"
+CLUSTER_SH="$ROOT/tests/cluster/cluster.sh"
+RELEASE=modelship
+RELEASE_NS=modelship-system
+NS="${DEMO_NAMESPACE:-default}"
+START=$SECONDS
+
+step() { printf '\n==> [%3ds] %s\n' "$((SECONDS - START))" "$*"; }
+die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+
+down() {
+  if [ -f "$KUBECONFIG" ] && "$CLUSTER_SH" status >/dev/null 2>&1; then
+    eval "$("$CLUSTER_SH" env)"
+    step "removing the demo ModelDeployment and the operator"
+    kubectl -n "$NS" delete -f examples/iris.yaml --ignore-not-found --wait=true --timeout=60s || true
+    helm uninstall "$RELEASE" -n "$RELEASE_NS" --ignore-not-found --wait || true
+  fi
+  step "stopping the cluster"
+  "$CLUSTER_SH" down
+}
+
+up() {
+  step "setup: Rust, Go and Python tools (idempotent)"
+  if [ ! -f .venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1 ]; then
+    scripts/setup.sh
+    scripts/setup-python.sh
+  fi
+
+  step "local Kubernetes cluster, full mode (tests/cluster; the first run builds it from source)"
+  MODE=full "$CLUSTER_SH" up
+  eval "$("$CLUSTER_SH" env)"
+  kubectl get nodes
+
+  step "images modelship/server:dev and modelship/operator:dev (release build, loaded into containerd)"
+  scripts/build-images.sh
+
+  step "helm install the operator (charts/modelship)"
+  helm upgrade --install "$RELEASE" charts/modelship -n "$RELEASE_NS" --create-namespace \
+    --wait --timeout 180s
+  kubectl -n "$RELEASE_NS" get deployment "$RELEASE"
+
+  step "kubectl apply -f examples/iris.yaml"
+  kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n "$NS" apply -f examples/iris.yaml
+  if ! kubectl -n "$NS" wait mdep/iris --for=condition=Ready --timeout=300s; then
+    kubectl -n "$NS" describe mdep iris || true
+    die "iris is not Ready after 300 s (above: its conditions and events)"
+  fi
+  kubectl -n "$NS" get mdep iris
+
+  step "one prediction through the Service (Open Inference Protocol v2)"
+  local ip url body
+  ip="$(kubectl -n "$NS" get service iris -o jsonpath='{.spec.clusterIP}')"
+  url="http://$ip"
+  body='{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[6.9,3.1,5.4,2.1]}]}'
+  echo "curl -s $url/v2/models/iris/infer -d '$body'"
+  curl -sS --fail-with-body --max-time 10 "$url/v2/models/iris/infer" -d "$body"
+  echo
+
+  cat <<EOF
+
+The demo is running ($((SECONDS - START)) s). From this machine:
+
+  web page:     $url/
+  predict:      curl -s $url/v2/models/iris/infer -d '$body'
+  kubectl:      export KUBECONFIG=$KUBECONFIG; eval "\$(tests/cluster/cluster.sh env)"
+                kubectl get mdep,deployment,service,pods -n $NS
+  scale:        kubectl -n $NS scale mdep iris --replicas 3
+  operator:     kubectl -n $RELEASE_NS logs deployment/$RELEASE
+  stop it all:  make demo-down
+EOF
+}
+
+case "${1:-up}" in
+  up) up ;;
+  down) down ;;
+  *) die "usage: scripts/demo.sh [up|down]" ;;
+esac

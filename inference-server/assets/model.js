@@ -247,7 +247,13 @@
   function renderOne(result) {
     if (result.kind === "values") {
       return result.values.map((v) =>
-        el("p", { class: "answer" }, "Predicted " + v.name, el("strong", { class: "prediction", text: v.values.map(formatNumber).join(", ") }))
+        el(
+          "p",
+          { class: "answer" },
+          "Predicted value",
+          el("strong", { class: "prediction", text: v.values.map(formatNumber).join(", ") }),
+          el("span", { class: "hint", text: "model output “" + v.name + "”" })
+        )
       );
     }
     const parts = [el("p", { class: "answer" }, "Predicted class", el("strong", { class: "prediction", text: result.name }))];

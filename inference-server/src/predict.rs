@@ -681,7 +681,7 @@ fn progress_bar() -> ProgressBar {
     }
     let bar = ProgressBar::new_spinner();
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {human_pos} rows scored, {per_sec}, {elapsed}")
+        ProgressStyle::with_template("{spinner} {human_pos} rows scored, {msg}, {elapsed}")
             .expect("the progress template is valid"),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
@@ -728,6 +728,10 @@ fn score_batches(
         }
         scored += n as u64;
         progress.inc(n as u64);
+        if !progress.is_hidden() {
+            let secs = progress.elapsed().as_secs_f64().max(1e-3);
+            progress.set_message(format!("{:.0} rows/s", scored as f64 / secs));
+        }
     }
     Ok(scored)
 }

@@ -155,6 +155,8 @@ def test_pasted_csv_rows_are_scored_into_a_table(server, page):
     summary = page.locator("#batch-result .summary").inner_text()
     assert "3 rows scored, 1 skipped (header line skipped)" in summary
     assert "line 5: 'oops' is not a number" in page.locator("#batch-result").inner_text()
+    png = page.locator("#batch").screenshot(path=str(SCREENSHOTS / "web-page-batch.png"))
+    assert distinct_colors(png) > 50
 
 
 def test_phone_width_has_no_horizontal_scroll(server, browser):

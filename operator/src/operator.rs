@@ -13,8 +13,8 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -24,7 +24,7 @@ use crate::cli::RunArgs;
 use crate::crd::ModelDeployment;
 use crate::leader::{Attempt, LeaseLock};
 use crate::metrics::{self, Metrics};
-use crate::reconcile::{Context, error_policy, reconcile};
+use crate::reconcile::{Caches, Context, error_policy, reconcile};
 
 /// Runs the operator until SIGTERM or SIGINT (or until it loses its Lease, which is an error).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -172,41 +172,61 @@ async fn run_controllers(
         controller: MANAGER.into(),
         instance: Some(args.identity()),
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        args.config(),
-        Recorder::new(client.clone(), reporter),
-        metrics.clone(),
-    ));
     let scopes: Vec<Option<String>> = match args.namespaces() {
         Some(namespaces) => namespaces.into_iter().map(Some).collect(),
         None => vec![None],
     };
     tracing::info!(namespaces = ?scopes, server_image = %args.server_image, "starting controllers");
 
+    // Pods and HPAs are watched once per scope: each watch fills a cache the reconciler reads
+    // and triggers the controller after the cache has the change.
     let children =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
-    let mut stores: Vec<Store<ModelDeployment>> = Vec::new();
-    let mut streams = Vec::new();
-    for scope in scopes {
-        let controller = Controller::new(
-            scoped::<ModelDeployment>(&client, &scope),
-            watcher::Config::default().any_semantic(),
+    let mut caches = Caches::default();
+    let mut cache_streams = Vec::new();
+    for scope in &scopes {
+        let (pods, pod_writer) = reflector::store::<Pod>();
+        let pod_stream = watcher(
+            scoped::<Pod>(&client, scope),
+            watcher::Config::default().labels(&managed_pods_selector()),
         )
-        .owns(scoped::<Deployment>(&client, &scope), children.clone())
-        .owns(scoped::<Service>(&client, &scope), children.clone())
-        .owns(
-            scoped::<HorizontalPodAutoscaler>(&client, &scope),
+        .default_backoff()
+        .reflect(pod_writer)
+        .touched_objects();
+        let (hpas, hpa_writer) = reflector::store::<HorizontalPodAutoscaler>();
+        let hpa_stream = watcher(
+            scoped::<HorizontalPodAutoscaler>(&client, scope),
             children.clone(),
         )
-        .watches(
-            scoped::<Pod>(&client, &scope),
-            watcher::Config::default().labels(&managed_pods_selector()),
-            |pod: Pod| {
-                let name = pod.labels().get(INSTANCE_LABEL)?.clone();
-                Some(ObjectRef::<ModelDeployment>::new(&name).within(&pod.namespace()?))
-            },
+        .default_backoff()
+        .reflect(hpa_writer)
+        .touched_objects();
+        caches.pods.push(pods);
+        caches.hpas.push(hpas);
+        cache_streams.push((pod_stream, hpa_stream));
+    }
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        args.config(),
+        Recorder::new(client.clone(), reporter),
+        metrics.clone(),
+        caches,
+    ));
+
+    let mut stores: Vec<Store<ModelDeployment>> = Vec::new();
+    let mut streams = Vec::new();
+    for (scope, (pod_stream, hpa_stream)) in scopes.iter().zip(cache_streams) {
+        let controller = Controller::new(
+            scoped::<ModelDeployment>(&client, scope),
+            watcher::Config::default().any_semantic(),
         )
+        .owns(scoped::<Deployment>(&client, scope), children.clone())
+        .owns(scoped::<Service>(&client, scope), children.clone())
+        .owns_stream(hpa_stream)
+        .watches_stream(pod_stream, |pod: Pod| {
+            let name = pod.labels().get(INSTANCE_LABEL)?.clone();
+            Some(ObjectRef::<ModelDeployment>::new(&name).within(&pod.namespace()?))
+        })
         .with_config(controller::Config::default().concurrency(args.concurrency))
         .graceful_shutdown_on(stopped(stop.clone()));
         stores.push(controller.store());

@@ -9,14 +9,15 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::build::{MANAGER, build_deployment, build_hpa, build_service, selector_string};
+use crate::build::{MANAGER, build_deployment, build_hpa, build_service, selector_labels};
 use crate::config::Config;
 use crate::crd::ModelDeployment;
 use crate::metrics::Metrics;
@@ -41,8 +42,6 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("listing pods: {0}")]
-    ListPods(#[source] kube::Error),
     #[error("updating status: {0}")]
     Status(#[source] kube::Error),
     #[error("ModelDeployment has no namespace")]
@@ -56,10 +55,39 @@ impl Error {
             Error::InvalidSpec(_) => "invalid_spec",
             Error::Apply { .. } => "apply",
             Error::DeleteHpa { .. } => "delete_hpa",
-            Error::ListPods(_) => "list_pods",
             Error::Status(_) => "status",
             Error::NoNamespace => "no_namespace",
         }
+    }
+}
+
+/// Caches of the watched pods and HPAs (one store per watched namespace, or one for all), so
+/// that a reconcile does not list pods or get the HPA from the API server.
+#[derive(Default, Clone)]
+pub struct Caches {
+    pub pods: Vec<Store<Pod>>,
+    pub hpas: Vec<Store<HorizontalPodAutoscaler>>,
+}
+
+impl Caches {
+    /// Every pod of `md`, old ReplicaSets included.
+    fn pods_of(&self, md: &ModelDeployment) -> Vec<Pod> {
+        let namespace = md.namespace();
+        let selector = selector_labels(md);
+        self.pods
+            .iter()
+            .flat_map(|store| store.state())
+            .filter(|pod| {
+                pod.namespace() == namespace
+                    && selector.iter().all(|(k, v)| pod.labels().get(k) == Some(v))
+            })
+            .map(|pod| (*pod).clone())
+            .collect()
+    }
+
+    fn hpa_of(&self, md: &ModelDeployment) -> Option<Arc<HorizontalPodAutoscaler>> {
+        let key = ObjectRef::new(&md.name_any()).within(&md.namespace()?);
+        self.hpas.iter().find_map(|store| store.get(&key))
     }
 }
 
@@ -69,17 +97,25 @@ pub struct Context {
     pub config: Config,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    pub caches: Caches,
     /// Consecutive failures per object, for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, config: Config, recorder: Recorder, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        client: Client,
+        config: Config,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        caches: Caches,
+    ) -> Self {
         Self {
             client,
             config,
             recorder,
             metrics,
+            caches,
             failures: Mutex::default(),
         }
     }
@@ -148,13 +184,10 @@ async fn reconcile_inner(md: &ModelDeployment, ctx: &Context) -> Result<Action, 
     }
 
     // status, from the applied Deployment and every pod of this ModelDeployment
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default().labels(&selector_string(md)))
-        .await
-        .map_err(Error::ListPods)?;
+    let pods = ctx.caches.pods_of(md);
     let observed = Observed {
         deployment: Some(&applied),
-        pods: &pods.items,
+        pods: &pods,
         invalid: None,
     };
     let status = compute_status(md, &ctx.config, &observed, &now());
@@ -221,7 +254,7 @@ async fn delete_owned_hpa(
         name: name.clone(),
         source,
     };
-    let Some(hpa) = api.get_opt(&name).await.map_err(err)? else {
+    let Some(hpa) = ctx.caches.hpa_of(md) else {
         return Ok(());
     };
     let owned = hpa

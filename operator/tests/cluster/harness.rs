@@ -255,6 +255,38 @@ impl Operator {
         })
     }
 
+    /// Whether /readyz answers 200.
+    pub async fn ready(&self) -> bool {
+        let port = self.metrics_port;
+        tokio::task::spawn_blocking(move || {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+            stream
+                .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                .ok()?;
+            let mut body = String::new();
+            stream.read_to_string(&mut body).ok()?;
+            Some(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"))
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+    }
+
+    /// Peak resident set size of the process (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Kills the process at once (SIGKILL): it cannot release its Lease.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

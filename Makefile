@@ -11,7 +11,8 @@ PY := $(VENV)/bin/python
 SERVER_BIN := $(CARGO_TARGET_DIR)/debug/modelship-server
 SERVER_RELEASE_BIN := $(CARGO_TARGET_DIR)/release/modelship-server
 
--include tests/cluster/cluster.mk
+include tests/cluster/cluster.mk
+include tests/chart/chart.mk
 
 .PHONY: help
 help: ## Show the targets
@@ -43,16 +44,33 @@ test-models: setup ## Regenerate the demo models and check they predict as commi
 test-server: setup build ## Conformance with tritonclient and kserve, bad-input suite
 	MODELSHIP_SERVER_BIN=$(SERVER_BIN) $(PY) -m pytest -q tests/server
 
+# The operator's integration tests run against a private control plane
+# (etcd + kube-apiserver + kube-controller-manager) that is torn down after.
+OPERATOR_CP_DIR ?= /tmp/modelship-operator-cp
+OPERATOR_CP_PORT_BASE ?= 18000
+
+.PHONY: test-operator
+test-operator: ## Operator integration tests against a real API server
+	MODELSHIP_CLUSTER_DIR=$(OPERATOR_CP_DIR) MODELSHIP_CLUSTER_PORT_BASE=$(OPERATOR_CP_PORT_BASE) MODE=control-plane tests/cluster/cluster.sh up
+	status=0; MODELSHIP_TEST_KUBECONFIG=$(OPERATOR_CP_DIR)/kubeconfig cargo test -p modelship-operator --test cluster || status=$$?; \
+	  MODELSHIP_CLUSTER_DIR=$(OPERATOR_CP_DIR) MODELSHIP_CLUSTER_PORT_BASE=$(OPERATOR_CP_PORT_BASE) tests/cluster/cluster.sh down; \
+	  exit $$status
+
 .PHONY: test
-test: setup lint test-rust test-models test-server ## Run every test
+test: setup lint test-rust test-models test-server test-operator test-chart test-cluster ## Run every test
 	@echo "make test: all suites passed"
 
 .PHONY: serve
-serve: ## Serve the builtin Iris model on 127.0.0.1:8080
+serve: ## Serve the builtin Iris model on 127.0.0.1:8080 (no cluster)
 	cargo run --release -p modelship-server -- serve --model builtin://iris --host 127.0.0.1 --port 8080
 
 .PHONY: demo
-demo: serve ## The main job (for now: the server on the demo model)
+demo: ## Local cluster, operator by Helm, the Iris model deployed and answering (left running)
+	scripts/demo.sh
+
+.PHONY: demo-down
+demo-down: ## Remove everything make demo started
+	scripts/demo.sh down
 
 .PHONY: bench-server
 bench-server: ## Benchmark modelship vs MLServer and KServe (writes docs/benchmarks.md)

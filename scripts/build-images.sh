@@ -94,6 +94,20 @@ EOF
   install -m 0644 /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
 }
 
+# containerd_name REF: the fully qualified name the kubelet asks containerd
+# for ("modelship/server:dev" is looked up as "docker.io/modelship/server:dev";
+# an image imported under the short name is not found and gets pulled).
+containerd_name() {
+  local ref="$1" first="${1%%/*}"
+  if [[ "$ref" != */* ]]; then
+    echo "docker.io/library/$ref"
+  elif [[ "$first" == *.* || "$first" == *:* || "$first" == localhost ]]; then
+    echo "$ref"
+  else
+    echo "docker.io/$ref"
+  fi
+}
+
 # oci_image NAME ROOTFS OUT_TAR CONFIG-FLAGS...: an OCI image of one layer
 # from ROOTFS, configured with umoci's --config.* flags, archived to OUT_TAR
 # and named NAME for containerd.
@@ -108,7 +122,7 @@ oci_image() {
   umoci config --image "$work/oci:img" --os linux --architecture amd64 \
     --config.workingdir / --config.user 65532:65532 "$@"
   umoci gc --layout "$work/oci"
-  jq --arg n "$name" '.manifests[0].annotations["io.containerd.image.name"] = $n
+  jq --arg n "$(containerd_name "$name")" '.manifests[0].annotations["io.containerd.image.name"] = $n
     | .manifests[0].annotations["org.opencontainers.image.ref.name"] = ($n | sub(".*:"; ""))' \
     "$work/oci/index.json" >"$work/index.json"
   mv "$work/index.json" "$work/oci/index.json"

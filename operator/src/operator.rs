@@ -14,7 +14,7 @@ use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -161,6 +161,10 @@ async fn run_elected(
     Ok(())
 }
 
+/// Triggers for one ModelDeployment within this window become one reconcile: a rollout sends
+/// bursts of Deployment and pod updates.
+const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Runs one controller per watched namespace (or one for all) until `stop` turns true.
 async fn run_controllers(
     client: Client,
@@ -216,19 +220,31 @@ async fn run_controllers(
     let mut stores: Vec<Store<ModelDeployment>> = Vec::new();
     let mut streams = Vec::new();
     for (scope, (pod_stream, hpa_stream)) in scopes.iter().zip(cache_streams) {
-        let controller = Controller::new(
+        // Triggered by spec changes only: the operator's own status writes (and other
+        // metadata-only updates) do not start another reconcile.
+        let (reader, writer) = reflector::store::<ModelDeployment>();
+        let model_deployments = watcher(
             scoped::<ModelDeployment>(&client, scope),
             watcher::Config::default().any_semantic(),
         )
-        .owns(scoped::<Deployment>(&client, scope), children.clone())
-        .owns(scoped::<Service>(&client, scope), children.clone())
-        .owns_stream(hpa_stream)
-        .watches_stream(pod_stream, |pod: Pod| {
-            let name = pod.labels().get(INSTANCE_LABEL)?.clone();
-            Some(ObjectRef::<ModelDeployment>::new(&name).within(&pod.namespace()?))
-        })
-        .with_config(controller::Config::default().concurrency(args.concurrency))
-        .graceful_shutdown_on(stopped(stop.clone()));
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+        let controller = Controller::for_stream(model_deployments, reader)
+            .owns(scoped::<Deployment>(&client, scope), children.clone())
+            .owns(scoped::<Service>(&client, scope), children.clone())
+            .owns_stream(hpa_stream)
+            .watches_stream(pod_stream, |pod: Pod| {
+                let name = pod.labels().get(INSTANCE_LABEL)?.clone();
+                Some(ObjectRef::<ModelDeployment>::new(&name).within(&pod.namespace()?))
+            })
+            .with_config(
+                controller::Config::default()
+                    .concurrency(args.concurrency)
+                    .debounce(DEBOUNCE),
+            )
+            .graceful_shutdown_on(stopped(stop.clone()));
         stores.push(controller.store());
         streams.push(controller.run(reconcile, error_policy, ctx.clone()).boxed());
     }

@@ -198,7 +198,11 @@ impl Operator {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
         let metrics_port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_modelship-operator"))
+        // MODELSHIP_TEST_OPERATOR_BIN runs another build, e.g. target/release/modelship-operator.
+        let binary = std::env::var_os("MODELSHIP_TEST_OPERATOR_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_modelship-operator")));
+        let child = Command::new(binary)
             .env("KUBECONFIG", &cluster.kubeconfig)
             .env("RUST_LOG", "info,modelship_operator=debug")
             .env_remove("MODELSHIP_WATCH_NAMESPACES")

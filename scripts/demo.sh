@@ -8,7 +8,8 @@
 #   scripts/demo.sh down   (make demo-down)  remove the demo and stop the cluster
 #
 # Environment: MODELSHIP_CLUSTER_DIR (default .cluster), CARGO_TARGET_DIR
-# (default ~/.cache/modelship/target), DEMO_NAMESPACE (default default).
+# (default ~/.cache/modelship/target), DEMO_NAMESPACE (default default),
+# DEMO_NO_BUILD=1 (reuse the release binaries already built).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,17 +48,35 @@ up() {
   MODE=full "$CLUSTER_SH" up
   eval "$("$CLUSTER_SH" env)"
   kubectl get nodes
+  # Containers that run as a non-root user (all of modelship's) need the
+  # snapshot directories containerd makes to be 0755; with umask 077 they are
+  # 0700 and every such container fails with "permission denied".
+  local containerd_umask
+  containerd_umask="$(awk '/^Umask/ {print $2}' "/proc/$(cat "$MODELSHIP_CLUSTER_DIR/run/containerd.pid")/status" 2>/dev/null || true)"
+  if [ "$containerd_umask" = 0077 ]; then
+    die "the cluster's containerd runs with umask 0077, so non-root containers cannot read their root filesystem (a tests/cluster bug: pki.sh sets umask 077 for the whole script); run make cluster-down and cluster-up once it is fixed"
+  fi
 
   step "images modelship/server:dev and modelship/operator:dev (release build, loaded into containerd)"
-  scripts/build-images.sh
+  if [ "${DEMO_NO_BUILD:-0}" = 1 ]; then scripts/build-images.sh --no-build; else scripts/build-images.sh; fi
 
   step "helm install the operator (charts/modelship)"
+  # A CRD kept by an uninstalled release of another name: hand it over
+  # (docs/chart.md, "The CRD").
+  local owner owner_ns
+  owner="$(kubectl get crd modeldeployments.modelship.io -o jsonpath='{.metadata.annotations.meta\.helm\.sh/release-name}' 2>/dev/null || true)"
+  owner_ns="$(kubectl get crd modeldeployments.modelship.io -o jsonpath='{.metadata.annotations.meta\.helm\.sh/release-namespace}' 2>/dev/null || true)"
+  if [ -n "$owner" ] && [ "$owner/$owner_ns" != "$RELEASE/$RELEASE_NS" ] && ! helm status "$owner" -n "$owner_ns" >/dev/null 2>&1; then
+    echo "the ModelDeployment CRD was kept by the uninstalled release $owner_ns/$owner; handing it to $RELEASE_NS/$RELEASE"
+    kubectl annotate crd modeldeployments.modelship.io --overwrite \
+      meta.helm.sh/release-name="$RELEASE" meta.helm.sh/release-namespace="$RELEASE_NS"
+  fi
   helm upgrade --install "$RELEASE" charts/modelship -n "$RELEASE_NS" --create-namespace \
     --wait --timeout 180s
   kubectl -n "$RELEASE_NS" get deployment "$RELEASE"
 
   step "kubectl apply -f examples/iris.yaml"
-  kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl get namespace "$NS" >/dev/null 2>&1 || kubectl create namespace "$NS"
   kubectl -n "$NS" apply -f examples/iris.yaml
   if ! kubectl -n "$NS" wait mdep/iris --for=condition=Ready --timeout=300s; then
     kubectl -n "$NS" describe mdep iris || true
@@ -79,6 +98,7 @@ up() {
 The demo is running ($((SECONDS - START)) s). From this machine:
 
   web page:     $url/
+                (or kubectl -n $NS port-forward service/iris 8080:80, then http://localhost:8080/)
   predict:      curl -s $url/v2/models/iris/infer -d '$body'
   kubectl:      export KUBECONFIG=$KUBECONFIG; eval "\$(tests/cluster/cluster.sh env)"
                 kubectl get mdep,deployment,service,pods -n $NS

@@ -176,6 +176,14 @@ test_uninstall_keeps_only_the_crd() {
           kubectl get clusterrole,clusterrolebinding -l app.kubernetes.io/instance="$RELEASE" -o name)"
   [ -z "$left" ] || fail "left behind: $left"
   kubectl get crd modeldeployments.modelship.io
+  # Leave the cluster as found: a CRD this run made goes; one that was there
+  # goes back to its owner.
+  if [ -z "$CRD_OWNER" ]; then
+    kubectl delete crd modeldeployments.modelship.io
+  else
+    kubectl annotate crd modeldeployments.modelship.io --overwrite \
+      meta.helm.sh/release-name="${CRD_OWNER%%/*}" meta.helm.sh/release-namespace="${CRD_OWNER#*/}"
+  fi
 }
 
 echo "chart end-to-end tests (logs in $WORK)"
@@ -189,6 +197,9 @@ elif helm status "$RELEASE" -n "$RELEASE_NS" >/dev/null 2>&1 || helm list -A -q 
   skip_all "a modelship release is already installed (helm list -A); the CRD has one owner"
 else
   CLUSTER_OK=1
+  # release-name/release-namespace of a CRD kept from before this run, if any.
+  CRD_OWNER="$(kubectl get crd modeldeployments.modelship.io -o go-template='{{index .metadata.annotations "meta.helm.sh/release-name"}}/{{index .metadata.annotations "meta.helm.sh/release-namespace"}}' 2>/dev/null || true)"
+  export CRD_OWNER
   run_test helm_install_operator_ready test_helm_install_operator_ready
   if [ "$FAILED" = 0 ]; then
     run_test iris_ready_and_predicts test_iris_ready_and_predicts

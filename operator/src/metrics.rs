@@ -1,6 +1,5 @@
 //! Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` HTTP server.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -130,14 +129,15 @@ async fn ready_handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse
     }
 }
 
-/// Serves the routes on `addr` until `shutdown` turns true.
+/// Serves the routes on `listener` until `shutdown` turns true.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    }
     axum::serve(listener, router(metrics))
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;

@@ -31,7 +31,7 @@ pub enum Error {
     InvalidSpec(#[from] InvalidSpec),
     #[error("applying {kind} {name}: {source}")]
     Apply {
-        kind: &'static str,
+        kind: String,
         name: String,
         #[source]
         source: kube::Error,
@@ -228,19 +228,10 @@ where
     )
     .await
     .map_err(|source| Error::Apply {
-        kind: leak_kind::<K>(),
+        kind: K::kind(&()).into_owned(),
         name: name.to_string(),
         source,
     })
-}
-
-fn leak_kind<K: Resource<DynamicType = ()>>() -> &'static str {
-    match K::kind(&()).as_ref() {
-        "Deployment" => "Deployment",
-        "Service" => "Service",
-        "HorizontalPodAutoscaler" => "HorizontalPodAutoscaler",
-        _ => "object",
-    }
 }
 
 /// Deletes the HPA of `md` after `spec.autoscaling` was removed, if this ModelDeployment owns it.

@@ -35,7 +35,8 @@ eventually() {
 }
 
 summary() {
-  echo "logs: $TEST_LOGS"
+  # Logs are kept only when something failed.
+  if [ "$FAILED" -eq 0 ]; then rm -rf "$TEST_LOGS"; else echo "logs: $TEST_LOGS"; fi
   if [ "$SKIPPED" -gt 0 ]; then
     echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
   else

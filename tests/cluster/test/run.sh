@@ -162,6 +162,7 @@ t_private_control_plane_runs_beside() {
   if k get namespace only-in-private 2>/dev/null; then fail "the private cluster shares state with the default one"; fi
   MODELSHIP_CLUSTER_DIR="$dir" "$CLUSTER" down
   [ ! -e "$dir" ] || fail "$dir still exists after down"
+  rmdir "$(dirname "$dir")"
   if pgrep -af -- "$dir/"; then fail "private cluster processes are left"; fi
   k get --raw /readyz >/dev/null || fail "the default cluster stopped answering"
   if [ "$(cat "$RUN_DIR/mode")" = full ]; then
@@ -198,6 +199,7 @@ t_second_full_cluster_is_refused() {
     fail "a second full cluster started"
   fi
   MODELSHIP_CLUSTER_DIR="$dir" "$CLUSTER" down
+  rmdir "$(dirname "$dir")"
   ip link show "$BRIDGE" >/dev/null || fail "the refused cluster's down removed the bridge"
   "$CLUSTER" status || fail "the full cluster is not whole any more"
 }

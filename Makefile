@@ -9,7 +9,6 @@ export CARGO_TERM_COLOR ?= never
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SERVER_BIN := $(CARGO_TARGET_DIR)/debug/modelship-server
-SERVER_RELEASE_BIN := $(CARGO_TARGET_DIR)/release/modelship-server
 
 include tests/cluster/cluster.mk
 include tests/chart/chart.mk
@@ -75,5 +74,5 @@ demo-down: ## Remove everything make demo started
 .PHONY: bench-server
 bench-server: ## Benchmark modelship vs MLServer and KServe (writes docs/benchmarks.md)
 	bench/setup.sh
-	cargo build --release -p modelship-server --bin modelship-server --example empty_axum --example runtime_rate
+	cargo build --release -p modelship-server -p modelship-operator --examples
 	$(PY) bench/bench_server.py

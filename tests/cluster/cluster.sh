@@ -8,6 +8,10 @@
 #                                          rootfs directory and import it into containerd
 #   cluster.sh env                         print export lines for PATH and KUBECONFIG
 set -euo pipefail
+# Everything started from here (containerd, whose snapshots non-root
+# containers must be able to read, above all) gets the usual umask;
+# private files are made private one by one.
+umask 022
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 for lib in common build pki procs control-plane node image down; do
   # shellcheck source=/dev/null
@@ -28,9 +32,12 @@ dead_components() { # of the mode recorded in the state dir
   for c in $(components "$(cat "$RUN_DIR/mode")"); do proc_alive "$c" || echo "$c"; done
 }
 
-# The image archives built from the cache's binaries live beside them.
+# The image archives built from the cache's binaries live beside them,
+# named for the image recipe too, so that a change to it rebuilds them.
 cached_image() { # cached_image NAME BINARY -> prints the archive path
-  local tar; tar="$(dirname "$BIN")/images/$(basename "$2").tar"
+  local tar recipe
+  recipe="$(sha256sum "$here/lib/image.sh" | cut -c1-12)"
+  tar="$(dirname "$BIN")/images/$(basename "$2")-$recipe.tar"
   [ -f "$tar" ] || build_image "$1" "$BIN/$2" "$tar"
   echo "$tar"
 }

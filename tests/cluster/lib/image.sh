@@ -35,6 +35,8 @@ assemble_image() { # assemble_image NAME SRC WORKDIR ENTRYPOINT...
   umoci init --layout "$work/oci" || return 1
   umoci new --image "$work/oci:img" || return 1
   umoci unpack --image "$work/oci:img" "$work/bundle" >/dev/null || return 1
+  # "/" must be readable by any user, whatever umask made the directory.
+  chmod 0755 "$work/bundle/rootfs" || return 1
   if [ -d "$src" ]; then
     cp -a "$src/." "$work/bundle/rootfs/" || return 1
   else

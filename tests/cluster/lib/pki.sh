@@ -31,8 +31,9 @@ b64() { base64 -w0 < "$1"; }
 
 write_kubeconfig() { # write_kubeconfig FILE CERTNAME SERVER
   local file="$1" cert="$2" server="$3"
-  umask 077
-  cat > "$file" <<KUBECONFIG
+  # Client keys inside: private from the start, without changing the umask
+  # of the script (containerd inherits it, and 077 breaks non-root pods).
+  ( umask 077; cat > "$file" ) <<KUBECONFIG
 apiVersion: v1
 kind: Config
 clusters:

@@ -243,10 +243,13 @@ spec:
   template:
     metadata: {labels: {app: testapp}}
     spec:
+      # As the project's pods run: not root, read-only root filesystem.
+      securityContext: {runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532}
       containers:
       - name: testapp
         image: $TESTAPP_IMAGE
         imagePullPolicy: Never
+        securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
         ports: [{containerPort: 8080}]
         readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 2}
         resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {memory: 64Mi}}

@@ -87,13 +87,7 @@ impl Engine {
         config.workers = config.workers.max(1);
         let (tx, rx) = mpsc::channel(config.max_queue.max(1));
         let name: Arc<str> = Arc::from(name);
-        tokio::spawn(batcher(
-            name.clone(),
-            backend,
-            config,
-            rx,
-            metrics.clone(),
-        ));
+        tokio::spawn(batcher(name.clone(), backend, config, rx, metrics.clone()));
         Engine {
             name,
             signature,
@@ -160,7 +154,10 @@ pub fn prepare_inputs(
             .ok_or_else(|| BadRequest::new(format!("input '{}': missing", spec.name)))?;
         let t = inputs.swap_remove(pos);
         if inputs.iter().any(|o| o.name == spec.name) {
-            return Err(BadRequest::new(format!("input '{}': given more than once", spec.name)));
+            return Err(BadRequest::new(format!(
+                "input '{}': given more than once",
+                spec.name
+            )));
         }
         if t.datatype() != spec.datatype {
             return Err(BadRequest::new(format!(
@@ -194,7 +191,10 @@ pub fn prepare_inputs(
         }
     }
     if let Some(t) = ordered.iter().find(|t| t.data.is_empty()) {
-        return Err(BadRequest::new(format!("input '{}': has no values", t.name)));
+        return Err(BadRequest::new(format!(
+            "input '{}': has no values",
+            t.name
+        )));
     }
     Ok((ordered, rows))
 }
@@ -265,7 +265,13 @@ fn stackable(a: &Job, b: &Job) -> bool {
         .all(|(x, y)| x.shape[1..] == y.shape[1..])
 }
 
-fn run_batch(name: &str, backend: &dyn Backend, mut batch: Vec<Job>, rows: usize, metrics: &ModelMetrics) {
+fn run_batch(
+    name: &str,
+    backend: &dyn Backend,
+    mut batch: Vec<Job>,
+    rows: usize,
+    metrics: &ModelMetrics,
+) {
     batch.retain(|job| !job.reply.is_closed());
     if batch.is_empty() {
         return;
@@ -275,7 +281,9 @@ fn run_batch(name: &str, backend: &dyn Backend, mut batch: Vec<Job>, rows: usize
     if batch.len() == 1 {
         let job = batch.pop().expect("one job");
         let out = backend.infer(&job.inputs).map_err(EngineError::from);
-        metrics.inference_seconds.observe(started.elapsed().as_secs_f64());
+        metrics
+            .inference_seconds
+            .observe(started.elapsed().as_secs_f64());
         let _ = job.reply.send(out);
         return;
     }
@@ -286,13 +294,17 @@ fn run_batch(name: &str, backend: &dyn Backend, mut batch: Vec<Job>, rows: usize
         })
         .collect();
     let result = merged.and_then(|inputs| backend.infer(&inputs));
-    metrics.inference_seconds.observe(started.elapsed().as_secs_f64());
+    metrics
+        .inference_seconds
+        .observe(started.elapsed().as_secs_f64());
     let outputs = match result {
         Ok(outputs) => outputs,
         Err(e) => {
             tracing::warn!(model = name, error = %e, jobs = batch.len(), "batched inference failed");
             for job in batch {
-                let _ = job.reply.send(Err(EngineError::Inference(InferError::new(&e))));
+                let _ = job
+                    .reply
+                    .send(Err(EngineError::Inference(InferError::new(&e))));
             }
             return;
         }
@@ -366,12 +378,21 @@ mod tests {
                 return Err(InferError::new("expected FP32"));
             };
             let data = TensorData::Fp32(v.iter().map(|x| x * 2.0).collect());
-            Ok(vec![Tensor::new("y", inputs[0].shape.clone(), data).map_err(InferError::new)?])
+            Ok(vec![
+                Tensor::new("y", inputs[0].shape.clone(), data).map_err(InferError::new)?,
+            ])
         }
     }
 
     fn row(i: usize) -> Vec<Tensor> {
-        vec![Tensor::new("x", vec![1, 2], TensorData::Fp32(vec![i as f32, -(i as f32)])).unwrap()]
+        vec![
+            Tensor::new(
+                "x",
+                vec![1, 2],
+                TensorData::Fp32(vec![i as f32, -(i as f32)]),
+            )
+            .unwrap(),
+        ]
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,12 +415,18 @@ mod tests {
             let (i, out) = t.await.unwrap();
             let out = out.unwrap();
             assert_eq!(out[0].shape, vec![1, 2]);
-            assert_eq!(out[0].data, TensorData::Fp32(vec![2.0 * i as f32, -2.0 * i as f32]));
+            assert_eq!(
+                out[0].data,
+                TensorData::Fp32(vec![2.0 * i as f32, -2.0 * i as f32])
+            );
         }
         let batches = backend.batches.lock().unwrap().clone();
         assert_eq!(batches.iter().sum::<usize>(), 16);
         assert!(batches.iter().all(|&b| b <= 8), "{batches:?}");
-        assert!(batches.iter().any(|&b| b > 1), "no batching happened: {batches:?}");
+        assert!(
+            batches.iter().any(|&b| b > 1),
+            "no batching happened: {batches:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,14 +462,39 @@ mod tests {
     fn prepare_checks_names_datatypes_shapes_and_rows() {
         let sig = Doubler::new(Duration::ZERO).signature.clone();
         let bad_name = vec![Tensor::new("z", vec![1, 2], TensorData::Fp32(vec![0.0; 2])).unwrap()];
-        assert!(prepare_inputs(&sig, bad_name).unwrap_err().0.contains("input 'z': the model has no such input"));
+        assert!(
+            prepare_inputs(&sig, bad_name)
+                .unwrap_err()
+                .0
+                .contains("input 'z': the model has no such input")
+        );
         let bad_type = vec![Tensor::new("x", vec![1, 2], TensorData::Int64(vec![0; 2])).unwrap()];
-        assert!(prepare_inputs(&sig, bad_type).unwrap_err().0.contains("expected datatype FP32, got INT64"));
+        assert!(
+            prepare_inputs(&sig, bad_type)
+                .unwrap_err()
+                .0
+                .contains("expected datatype FP32, got INT64")
+        );
         let bad_shape = vec![Tensor::new("x", vec![1, 3], TensorData::Fp32(vec![0.0; 3])).unwrap()];
-        assert!(prepare_inputs(&sig, bad_shape).unwrap_err().0.contains("shape [1, 3]"));
+        assert!(
+            prepare_inputs(&sig, bad_shape)
+                .unwrap_err()
+                .0
+                .contains("shape [1, 3]")
+        );
         let empty = vec![Tensor::new("x", vec![0, 2], TensorData::Fp32(vec![])).unwrap()];
-        assert!(prepare_inputs(&sig, empty).unwrap_err().0.contains("batch is empty"));
-        assert!(prepare_inputs(&sig, vec![]).unwrap_err().0.contains("input 'x': missing"));
+        assert!(
+            prepare_inputs(&sig, empty)
+                .unwrap_err()
+                .0
+                .contains("batch is empty")
+        );
+        assert!(
+            prepare_inputs(&sig, vec![])
+                .unwrap_err()
+                .0
+                .contains("input 'x': missing")
+        );
         let (ok, rows) = prepare_inputs(&sig, row(3)).unwrap();
         assert_eq!((ok.len(), rows), (1, 1));
     }

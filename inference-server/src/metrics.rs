@@ -51,12 +51,15 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("modelship");
         let requests = Family::<RequestLabels, Counter>::default();
-        let request_seconds =
-            Family::<ModelLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        let inference_seconds =
-            Family::<ModelLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        let batch_size =
-            Family::<ModelLabels, Histogram>::new_with_constructor(batch_histogram as fn() -> Histogram);
+        let request_seconds = Family::<ModelLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let inference_seconds = Family::<ModelLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let batch_size = Family::<ModelLabels, Histogram>::new_with_constructor(
+            batch_histogram as fn() -> Histogram,
+        );
         let queue_depth = Family::<ModelLabels, Gauge>::default();
         let model_load_seconds = Family::<ModelLabels, Gauge<f64, AtomicU64>>::default();
         let model_ready = Family::<ModelLabels, Gauge>::default();

@@ -42,7 +42,12 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     );
     let addr: SocketAddr = match format!("{}:{}", args.host, args.port).parse() {
         Ok(a) => a,
-        Err(e) => return fail(&format!("invalid listen address {}:{}: {e}", args.host, args.port)),
+        Err(e) => {
+            return fail(&format!(
+                "invalid listen address {}:{}: {e}",
+                args.host, args.port
+            ));
+        }
     };
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -83,7 +88,9 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     let load_seconds = started.elapsed().as_secs_f64();
     metrics
         .model_load_seconds
-        .get_or_create(&ModelLabels { model: name.clone() })
+        .get_or_create(&ModelLabels {
+            model: name.clone(),
+        })
         .set(load_seconds);
     tracing::info!(
         model = %name,
@@ -154,7 +161,11 @@ pub fn warm_up_inputs(signature: &ModelSignature) -> Result<Vec<Tensor>, String>
         .inputs
         .iter()
         .map(|spec| {
-            let shape: Vec<usize> = spec.shape.iter().map(|&d| if d < 0 { 1 } else { d as usize }).collect();
+            let shape: Vec<usize> = spec
+                .shape
+                .iter()
+                .map(|&d| if d < 0 { 1 } else { d as usize })
+                .collect();
             let n: usize = shape.iter().product();
             // All-zero bytes decode to 0, false, or (4 bytes each) empty strings.
             let zero = TensorData::from_le_bytes(

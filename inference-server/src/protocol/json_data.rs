@@ -73,7 +73,11 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for Flatten<'_, T> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "a value or a (nested) array of {}", std::any::type_name::<T>())
+        write!(
+            f,
+            "a value or a (nested) array of {}",
+            std::any::type_name::<T>()
+        )
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
@@ -155,8 +159,6 @@ impl serde::Serialize for FlatData<'_> {
     }
 }
 
-
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,7 +177,11 @@ mod tests {
 
     #[test]
     fn int64_keeps_full_range() {
-        let d = parse(DataType::Int64, &raw("[-9223372036854775808, 9223372036854775807]")).unwrap();
+        let d = parse(
+            DataType::Int64,
+            &raw("[-9223372036854775808, 9223372036854775807]"),
+        )
+        .unwrap();
         assert_eq!(d, TensorData::Int64(vec![i64::MIN, i64::MAX]));
         let d = parse(DataType::Uint64, &raw("[18446744073709551615]")).unwrap();
         assert_eq!(d, TensorData::Uint64(vec![u64::MAX]));
@@ -218,8 +224,8 @@ mod tests {
     fn flat_data_writes_a_plain_array() {
         let s = serde_json::to_string(&FlatData(&TensorData::Fp32(vec![0.5, 1.0]))).unwrap();
         assert_eq!(s, "[0.5,1.0]");
-        let s = serde_json::to_string(&FlatData(&TensorData::Fp16(vec![f16::from_f32(2.0)])))
-            .unwrap();
+        let s =
+            serde_json::to_string(&FlatData(&TensorData::Fp16(vec![f16::from_f32(2.0)]))).unwrap();
         assert_eq!(s, "[2.0]");
     }
 }

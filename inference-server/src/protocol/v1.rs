@@ -23,7 +23,9 @@ pub fn parse_instances(body: &[u8], inputs: &[TensorSpec]) -> Result<Vec<Tensor>
     let wire: PredictWire = serde_json::from_slice(body)
         .map_err(|e| BadRequest::new(format!("invalid JSON body: {e}")))?;
     if wire.instances.is_empty() {
-        return Err(BadRequest::new("instances: at least one instance is required"));
+        return Err(BadRequest::new(
+            "instances: at least one instance is required",
+        ));
     }
     let rows = wire.instances.len();
     if let [spec] = inputs {
@@ -67,7 +69,12 @@ fn stack_rows<'a>(
     instances: impl Iterator<Item = &'a RawValue>,
     rows: usize,
 ) -> Result<Tensor, BadRequest> {
-    let row_shape: Vec<usize> = spec.shape.iter().skip(1).map(|&d| d.max(1) as usize).collect();
+    let row_shape: Vec<usize> = spec
+        .shape
+        .iter()
+        .skip(1)
+        .map(|&d| d.max(1) as usize)
+        .collect();
     if spec.shape.iter().skip(1).any(|&d| d < 0) {
         return Err(BadRequest::new(format!(
             "input '{}': v1 instances need fixed dimensions after the batch dimension (shape {:?}); use the v2 protocol",
@@ -78,7 +85,10 @@ fn stack_rows<'a>(
     let mut parts = Vec::with_capacity(rows);
     for (i, raw) in instances.enumerate() {
         let row = json_data::parse(spec.datatype, raw).map_err(|e| {
-            BadRequest::new(format!("instances[{i}]: not valid {} data: {e}", spec.datatype))
+            BadRequest::new(format!(
+                "instances[{i}]: not valid {} data: {e}",
+                spec.datatype
+            ))
         })?;
         if row.len() != per_row {
             return Err(BadRequest::new(format!(
@@ -87,7 +97,11 @@ fn stack_rows<'a>(
                 row.len()
             )));
         }
-        parts.push(Tensor { name: String::new(), shape: vec![1, per_row], data: row });
+        parts.push(Tensor {
+            name: String::new(),
+            shape: vec![1, per_row],
+            data: row,
+        });
     }
     let refs: Vec<&Tensor> = parts.iter().collect();
     let stacked =
@@ -148,7 +162,11 @@ mod tests {
     use crate::tensor::{DataType, TensorData};
 
     fn iris_input() -> Vec<TensorSpec> {
-        vec![TensorSpec { name: "input".into(), datatype: DataType::Fp32, shape: vec![-1, 4] }]
+        vec![TensorSpec {
+            name: "input".into(),
+            datatype: DataType::Fp32,
+            shape: vec![-1, 4],
+        }]
     }
 
     #[test]
@@ -171,7 +189,12 @@ mod tests {
     #[test]
     fn predictions_are_per_row_objects_for_several_outputs() {
         let label = Tensor::new("label", vec![2], TensorData::Int64(vec![0, 2])).unwrap();
-        let probs = Tensor::new("p", vec![2, 2], TensorData::Fp32(vec![0.5, 0.5, 0.25, 0.75])).unwrap();
+        let probs = Tensor::new(
+            "p",
+            vec![2, 2],
+            TensorData::Fp32(vec![0.5, 0.5, 0.25, 0.75]),
+        )
+        .unwrap();
         let v = encode_predictions(&[label.clone(), probs]).unwrap();
         assert_eq!(v["predictions"][1]["label"], 2);
         assert_eq!(v["predictions"][1]["p"], serde_json::json!([0.25, 0.75]));

@@ -84,8 +84,8 @@ pub fn parse_request(body: &[u8], json_len: Option<usize>) -> Result<InferReques
         Some(n) => body.split_at(n),
         None => (body, &[][..]),
     };
-    let wire: RequestWire =
-        serde_json::from_slice(json).map_err(|e| BadRequest::new(format!("invalid JSON body: {e}")))?;
+    let wire: RequestWire = serde_json::from_slice(json)
+        .map_err(|e| BadRequest::new(format!("invalid JSON body: {e}")))?;
     if wire.inputs.is_empty() {
         return Err(BadRequest::new("inputs: at least one input is required"));
     }
@@ -131,8 +131,9 @@ pub fn parse_request(body: &[u8], json_len: Option<usize>) -> Result<InferReques
                 TensorData::from_le_bytes(datatype, chunk)
                     .map_err(|e| BadRequest::new(format!("input '{name}': {e}")))?
             }
-            (None, Some(raw)) => json_data::parse(datatype, raw)
-                .map_err(|e| BadRequest::new(format!("input '{name}': data is not valid {datatype}: {e}")))?,
+            (None, Some(raw)) => json_data::parse(datatype, raw).map_err(|e| {
+                BadRequest::new(format!("input '{name}': data is not valid {datatype}: {e}"))
+            })?,
             (None, None) => {
                 return Err(BadRequest::new(format!(
                     "input '{name}': has neither data nor parameters.binary_data_size"
@@ -160,7 +161,11 @@ pub fn parse_request(body: &[u8], json_len: Option<usize>) -> Result<InferReques
         .unwrap_or_default()
         .into_iter()
         .map(|o| RequestedOutput {
-            binary: if o.parameters.as_ref().is_some_and(|p| p.contains_key("binary_data")) {
+            binary: if o
+                .parameters
+                .as_ref()
+                .is_some_and(|p| p.contains_key("binary_data"))
+            {
                 param_bool(&o.parameters, "binary_data")
             } else {
                 binary_output
@@ -322,13 +327,31 @@ mod tests {
     #[test]
     fn errors_name_the_offending_input() {
         let cases = [
-            (r#"{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3]}]}"#, "input 'x': shape [1, 4] needs 4 values but data has 3"),
-            (r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FLOAT","data":[1]}]}"#, "input 'x': unknown datatype"),
-            (r#"{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[1]}]}"#, "input 'x': shape [-1] has a negative dimension"),
-            (r#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT32","data":[1.5]}]}"#, "input 'x': data is not valid INT32"),
-            (r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#, "input 'x': has neither data"),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3]}]}"#,
+                "input 'x': shape [1, 4] needs 4 values but data has 3",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FLOAT","data":[1]}]}"#,
+                "input 'x': unknown datatype",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[1]}]}"#,
+                "input 'x': shape [-1] has a negative dimension",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT32","data":[1.5]}]}"#,
+                "input 'x': data is not valid INT32",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#,
+                "input 'x': has neither data",
+            ),
             (r#"{"inputs":[]}"#, "inputs: at least one input"),
-            (r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[NaN]}]}"#, "invalid JSON body"),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[NaN]}]}"#,
+                "invalid JSON body",
+            ),
             (r#"{"inputs": [ "#, "invalid JSON body"),
         ];
         for (body, want) in cases {
@@ -364,8 +387,14 @@ mod tests {
         assert_eq!(
             req.outputs,
             vec![
-                RequestedOutput { name: "a".into(), binary: true },
-                RequestedOutput { name: "b".into(), binary: false },
+                RequestedOutput {
+                    name: "a".into(),
+                    binary: true
+                },
+                RequestedOutput {
+                    name: "b".into(),
+                    binary: false
+                },
             ]
         );
     }
@@ -373,14 +402,25 @@ mod tests {
     #[test]
     fn encodes_json_and_binary_outputs() {
         let label = Tensor::new("label", vec![2], TensorData::Int64(vec![0, 2])).unwrap();
-        let probs = Tensor::new("probabilities", vec![2, 1], TensorData::Fp32(vec![0.5, 0.25])).unwrap();
+        let probs = Tensor::new(
+            "probabilities",
+            vec![2, 1],
+            TensorData::Fp32(vec![0.5, 0.25]),
+        )
+        .unwrap();
         let enc = encode_response(
             "iris",
             None,
             "r1",
             &[
-                ResponseOutput { tensor: &label, binary: false },
-                ResponseOutput { tensor: &probs, binary: true },
+                ResponseOutput {
+                    tensor: &label,
+                    binary: false,
+                },
+                ResponseOutput {
+                    tensor: &probs,
+                    binary: true,
+                },
             ],
         );
         let json_len = enc.json_len.unwrap();

@@ -17,6 +17,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::http::error::ErrorBody;
 use crate::http::page::CardResponse;
 use crate::protocol::v2::{ModelMetadata, ServerMetadata, TensorMetadata};
+use crate::tensor::DataType;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -51,7 +52,7 @@ use crate::protocol::v2::{ModelMetadata, ServerMetadata, TensorMetadata};
         ModelMetadata,
         TensorMetadata,
         CardResponse,
-        Datatype,
+        DataType,
         Element,
         InferenceRequest,
         RequestInput,
@@ -89,37 +90,6 @@ pub async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(document())
 }
 
-/// A tensor datatype as spelled on the wire.
-#[derive(Serialize, ToSchema)]
-pub enum Datatype {
-    #[serde(rename = "BOOL")]
-    Bool,
-    #[serde(rename = "UINT8")]
-    Uint8,
-    #[serde(rename = "UINT16")]
-    Uint16,
-    #[serde(rename = "UINT32")]
-    Uint32,
-    #[serde(rename = "UINT64")]
-    Uint64,
-    #[serde(rename = "INT8")]
-    Int8,
-    #[serde(rename = "INT16")]
-    Int16,
-    #[serde(rename = "INT32")]
-    Int32,
-    #[serde(rename = "INT64")]
-    Int64,
-    #[serde(rename = "FP16")]
-    Fp16,
-    #[serde(rename = "FP32")]
-    Fp32,
-    #[serde(rename = "FP64")]
-    Fp64,
-    #[serde(rename = "BYTES")]
-    Bytes,
-}
-
 /// An inference request. With the binary tensor data extension the body is
 /// this JSON (its length in the `Inference-Header-Content-Length` header)
 /// followed by the inputs' raw little-endian bytes.
@@ -142,7 +112,7 @@ pub struct RequestInput {
     pub name: String,
     /// Concrete dimensions, row-major; the first is the batch size.
     pub shape: Vec<i64>,
-    pub datatype: Datatype,
+    pub datatype: DataType,
     /// `binary_data_size`: the input's bytes follow the JSON instead of `data`.
     pub parameters: Option<Map<String, Value>>,
     /// The values, row-major: flat, or nested as the shape; required unless
@@ -181,7 +151,7 @@ pub struct InferenceResponse {
 #[derive(Serialize, ToSchema)]
 pub struct ResponseOutput {
     pub name: String,
-    pub datatype: Datatype,
+    pub datatype: DataType,
     pub shape: Vec<u64>,
     /// `binary_data_size` when the output follows the JSON as binary data.
     #[schema(nullable = false)]

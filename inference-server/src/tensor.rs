@@ -11,7 +11,7 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 
 /// A datatype of the Open Inference Protocol, spelled as on the wire (`FP32`, `INT64`, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum DataType {
     #[serde(rename = "BOOL")]
     Bool,

@@ -56,7 +56,7 @@ test-operator: ## Operator integration tests against a real API server
 	  exit $$status
 
 .PHONY: test
-test: setup lint test-rust test-models test-server test-operator test-chart test-cluster ## Run every test
+test: setup lint test-rust test-models test-server test-operator test-chart test-cluster test-e2e ## Run every test
 	@echo "make test: all suites passed"
 
 .PHONY: serve

@@ -113,7 +113,7 @@ def mlserver_dir(tmp: Path, port: int) -> Path:
     import joblib
     from generate import iris_logistic_regression
 
-    model = iris_logistic_regression()
+    model, _ = iris_logistic_regression()
     d = tmp / "mlserver"
     (d / "iris").mkdir(parents=True)
     joblib.dump(model, d / "iris" / "model.joblib")
@@ -143,7 +143,7 @@ def runtime_rates() -> list[dict]:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(ROOT / "models/iris.onnx"), opts, providers=["CPUExecutionProvider"])
-    model = iris_logistic_regression()
+    model, _ = iris_logistic_regression()
     for name, fn in [("onnxruntime (Python)", lambda: sess.run(None, {"input": x})), ("scikit-learn predict (Python)", lambda: model.predict(x))]:
         n, started = 0, time.perf_counter()
         while time.perf_counter() - started < 3:

@@ -136,7 +136,8 @@ log "assembling the server image's root filesystem"
 SERVER_ROOTFS="$IMAGES_DIR/server-rootfs"
 rm -rf "$SERVER_ROOTFS"
 base_rootfs "$SERVER_ROOTFS"
-install -m 0755 "$SERVER_BIN" "$SERVER_ROOTFS/usr/local/bin/modelship-server"
+# Stripped: symbols and debug info are no use in an image (a debug build shrinks most).
+install -s -m 0755 "$SERVER_BIN" "$SERVER_ROOTFS/usr/local/bin/modelship-server"
 install -D -m 0644 "$ORT_LIBRARY" "$SERVER_ROOTFS/usr/lib/modelship/libonnxruntime.so.$ORT_VERSION"
 copy_libraries "$SERVER_ROOTFS" "$SERVER_BIN" "$ORT_LIBRARY"
 oci_image "$SERVER_IMAGE" "$SERVER_ROOTFS" "$IMAGES_DIR/server.oci.tar" \
@@ -151,7 +152,7 @@ log "assembling the operator image's root filesystem"
 OPERATOR_ROOTFS="$IMAGES_DIR/operator-rootfs"
 rm -rf "$OPERATOR_ROOTFS"
 base_rootfs "$OPERATOR_ROOTFS"
-install -m 0755 "$OPERATOR_BIN" "$OPERATOR_ROOTFS/usr/local/bin/modelship-operator"
+install -s -m 0755 "$OPERATOR_BIN" "$OPERATOR_ROOTFS/usr/local/bin/modelship-operator"
 copy_libraries "$OPERATOR_ROOTFS" "$OPERATOR_BIN"
 oci_image "$OPERATOR_IMAGE" "$OPERATOR_ROOTFS" "$IMAGES_DIR/operator.oci.tar" \
   --config.env PATH=/usr/local/bin:/usr/bin:/bin \

@@ -8,17 +8,31 @@
 # Installs the chart as release "modelship-e2e" in namespace modelship-e2e,
 # works in namespace e2e-models, and removes all of it at the end.
 #
-#   helm_install_operator_ready       helm install --wait; the operator pod is Ready
+#   helm_install_operator_ready       helm install --wait with replicaCount=2; both operator
+#                                     pods Ready, exactly one of them leads
 #   iris_ready_and_predicts           examples/iris.yaml Ready within a bound; labels 0, 1, 2
 #                                     for the three reference flowers through the Service
 #                                     from the host; the Service answers a pod too
+#   rolling_update_under_load         spec.model changed to iris-rf over http while 4 clients
+#                                     send requests (a new connection each): zero non-200
+#                                     responses and zero connection errors, the new model
+#                                     (version 2, iris-rf's probabilities) served afterwards
+#   autoscaling_out_and_in            an autoscaled ModelDeployment under load scales out
+#                                     beyond minReplicas, and back in after the load stops
 #   missing_model_is_degraded_then_fixed  a 404 model URI gives Degraded/ModelFetchFailed
 #                                     with the cause; a good URI (iris-rf over http) makes it Ready
+#   operator_killed_standby_takes_over  only the leader reconciles; SIGKILL to the leader's
+#                                     process right after three ModelDeployments are created:
+#                                     the standby takes the Lease, all three become Ready,
+#                                     each with exactly one Deployment, ReplicaSet and Service
 #   delete_removes_children           kubectl delete mdep: Deployment, Service, pods gone
 #   uninstall_keeps_only_the_crd      helm uninstall leaves no operator object; the CRD stays
 #
-# The file server of the 404 test listens on the node address (the cluster's
-# bridge, 10.233.64.1), on a port of its own, and stops with the script.
+# Load comes from tests/chart/load.py on the host, through the Services'
+# ClusterIPs (kube-proxy), bounded in time. The file server that serves
+# iris-rf listens on the node address (the cluster's bridge, 10.233.64.1), on
+# a port of its own, and stops with the script. Bounds (seconds) can be
+# widened for slow machines: E2E_READY_BOUND, E2E_SCALE_BOUND.
 # Ends with "N passed, N failed" (", N skipped" when any were).
 set -euo pipefail
 
@@ -32,6 +46,8 @@ NS=e2e-models
 NODE_IP=10.233.64.1
 FILE_PORT="${E2E_FILE_PORT:-18780}"
 READY_BOUND="${E2E_READY_BOUND:-120}"
+SCALE_BOUND="${E2E_SCALE_BOUND:-180}"
+OPERATOR_REPLICAS=2
 WORK="$(mktemp -d /tmp/modelship-chart-e2e.XXXXXX)"
 PASSED=0 FAILED=0 SKIPPED=0
 FILE_SERVER_PID=""
@@ -62,12 +78,45 @@ run_test() {
 }
 skip_all() {
   local reason="$1" t
-  for t in helm_install_operator_ready iris_ready_and_predicts missing_model_is_degraded_then_fixed \
-           delete_removes_children uninstall_keeps_only_the_crd; do
+  for t in helm_install_operator_ready $AFTER_INSTALL; do
     echo "SKIP $t ($reason)"; SKIPPED=$((SKIPPED + 1))
   done
 }
 fail() { echo "FAILED: $*"; return 1; }
+AFTER_INSTALL="iris_ready_and_predicts rolling_update_under_load autoscaling_out_and_in
+  missing_model_is_degraded_then_fixed operator_killed_standby_takes_over delete_removes_children
+  uninstall_keeps_only_the_crd"
+
+# wait_for SECONDS WHAT 'SHELL CODE': evaluate the code once a second (its
+# command substitutions anew each time) until it succeeds.
+wait_for() {
+  local bound="$1" what="$2" code="$3" t0=$SECONDS
+  until eval "$code" >/dev/null 2>&1; do
+    [ $((SECONDS - t0)) -lt "$bound" ] || { echo "FAILED: $what not within $bound s"; return 1; }
+    sleep 1
+  done
+}
+service_ip() { kubectl -n "$NS" get service "$1" -o jsonpath='{.spec.clusterIP}'; }
+
+# start_file_server: iris-rf (and its card) over http on the node address.
+start_file_server() {
+  mkdir -p "$WORK/files"
+  cp "$ROOT/models/iris-rf.onnx" "$ROOT/models/iris-rf.card.json" "$WORK/files/"
+  python3 -m http.server --bind "$NODE_IP" --directory "$WORK/files" "$FILE_PORT" >"$WORK/file-server.log" 2>&1 &
+  FILE_SERVER_PID=$!
+  wait_for 20 "the file server on $NODE_IP:$FILE_PORT" 'curl -sf -o /dev/null "http://$NODE_IP:$FILE_PORT/iris-rf.onnx"'
+}
+
+# operator_metric POD NAME: the value of a metric on one operator pod (0 when absent).
+operator_metric() {
+  local ip; ip="$(kubectl -n "$RELEASE_NS" get pod "$1" -o jsonpath='{.status.podIP}')"
+  curl -sS --max-time 5 "http://$ip:8080/metrics" | awk -v m="$2" '$1 == m {v = $2} END {print v + 0}'
+}
+operator_pods() {
+  kubectl -n "$RELEASE_NS" get pods -l app.kubernetes.io/instance="$RELEASE" \
+    --field-selector=status.phase=Running -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}'
+}
+lease_holder() { kubectl -n "$RELEASE_NS" get lease modelship-operator -o jsonpath='{.spec.holderIdentity}'; }
 
 # infer IP FEATURES: the label the model at the Service IP predicts.
 infer() {
@@ -85,11 +134,20 @@ test_helm_install_operator_ready() {
     kubectl annotate crd modeldeployments.modelship.io --overwrite \
       meta.helm.sh/release-name="$RELEASE" meta.helm.sh/release-namespace="$RELEASE_NS"
   fi
-  helm install "$RELEASE" "$ROOT/charts/modelship" -n "$RELEASE_NS" --create-namespace --wait --timeout 180s
+  helm install "$RELEASE" "$ROOT/charts/modelship" -n "$RELEASE_NS" --create-namespace --wait --timeout 180s \
+    --set replicaCount="$OPERATOR_REPLICAS"
   kubectl -n "$RELEASE_NS" get pods -o wide
   kubectl -n "$RELEASE_NS" wait pod -l app.kubernetes.io/instance="$RELEASE" --for=condition=Ready --timeout=30s
-  echo "MEASURED helm install --wait to operator Ready: $((SECONDS - t0)) s"
-  kubectl -n "$RELEASE_NS" logs deployment/"$RELEASE" | grep -q 'became the leader' || fail "the operator did not lead"
+  echo "MEASURED helm install --wait to operator Ready ($OPERATOR_REPLICAS replicas): $((SECONDS - t0)) s"
+  [ "$(operator_pods | wc -l)" = "$OPERATOR_REPLICAS" ] || fail "not $OPERATOR_REPLICAS operator pods"
+  wait_for 30 "a leader" 'test -n "$(lease_holder)"'
+  local leaders=0 pod
+  for pod in $(operator_pods); do
+    leaders=$((leaders + $(operator_metric "$pod" modelship_operator_leader)))
+    kubectl -n "$RELEASE_NS" logs "$pod" | grep -E 'became the leader|standing by'
+  done
+  [ "$leaders" = 1 ] || fail "$leaders operator pods say they lead, not 1"
+  echo "leader: $(lease_holder)"
 }
 
 test_iris_ready_and_predicts() {
@@ -120,13 +178,167 @@ test_iris_ready_and_predicts() {
   [ "$phase" = Succeeded ] || fail "a pod could not reach the model's Service (phase $phase)"
 }
 
+# The reference probabilities of one flower for iris-rf, from the generator's
+# reference file, to tell the new model's answers from the old one's.
+rf_reference() {
+  python3 - "$ROOT/models/reference/iris-rf.json" <<'PY'
+import json, sys
+ref = json.load(open(sys.argv[1]))
+probs = next(o for o in ref["outputs"] if o["name"] == "probabilities")
+print(json.dumps({"input": ref["input"]["data"][:4], "probabilities": probs["data"][:3]}))
+PY
+}
+
+test_rolling_update_under_load() {
+  local ip stop="$WORK/rollout.stop" load t0
+  ip="$(service_ip iris)"
+  python3 "$ROOT/tests/chart/load.py" "http://$ip/v2/models/iris/infer" --seconds 300 --threads 4 \
+    --new-connections --stop-file "$stop" --summary "$WORK/rollout-load.json" &
+  load=$!
+  sleep 3
+  t0=$SECONDS
+  kubectl -n "$NS" patch mdep iris --type=merge \
+    -p "{\"spec\":{\"model\":{\"uri\":\"http://$NODE_IP:$FILE_PORT/iris-rf.onnx\",\"version\":\"2\"}}}"
+  local generation; generation="$(kubectl -n "$NS" get mdep iris -o jsonpath='{.metadata.generation}')"
+  wait_for 30 "the operator to observe generation $generation" \
+    'test "$(kubectl -n "$NS" get mdep iris -o jsonpath="{.status.observedGeneration}")" = "$generation"'
+  kubectl -n "$NS" rollout status deployment/iris --timeout="${READY_BOUND}s"
+  # The old pod drains (5 s) and exits; the load goes on until it is gone.
+  wait_for 60 "the old pod to go" \
+    'test "$(kubectl -n "$NS" get pods -l app.kubernetes.io/instance=iris -o name | wc -l)" = 1'
+  kubectl -n "$NS" wait mdep/iris --for=condition=Ready --timeout=30s
+  echo "MEASURED model change to rolled out, old pod gone: $((SECONDS - t0)) s"
+  sleep 2
+  touch "$stop"
+  wait "$load" || fail "the load generator failed"
+  kubectl -n "$NS" get mdep iris
+  python3 - "$WORK/rollout-load.json" <<'PY' || fail "requests failed during the rolling update"
+import json, sys
+s = json.load(open(sys.argv[1]))
+print("load during the rollout:", json.dumps(s))
+assert s["requests"] >= 100, "too few requests to mean anything: %d" % s["requests"]
+assert s["status"] == {"200": s["requests"]}, "non-200 responses: %s" % s["status"]
+assert not s["errors"], "connection errors: %s" % s["errors"]
+assert s["model_version"].get("-", 0) > 0 and s["model_version"].get("2", 0) > 0, \
+    "both the old and the new model should have answered during the run: %s" % s["model_version"]
+print("MEASURED rolling update under load: %d requests, %d non-200, %d connection errors"
+      % (s["requests"], s["requests"] - s["status"].get("200", 0), sum(s["errors"].values())))
+PY
+  # The new model answers: iris-rf's probabilities for the reference flower.
+  local ref features
+  ref="$(rf_reference)"
+  features="$(echo "$ref" | python3 -c 'import json, sys; print(json.load(sys.stdin)["input"])')"
+  curl -sS --fail-with-body --max-time 10 "http://$ip/v2/models/iris/versions/2/infer" \
+    -d "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":$features}]}" \
+    >"$WORK/rf-answer.json"
+  python3 - "$WORK/rf-answer.json" "$ref" <<'PY' || fail "the model served after the update is not iris-rf"
+import json, sys
+answer, ref = json.load(open(sys.argv[1])), json.loads(sys.argv[2])
+got = next(o for o in answer["outputs"] if o["name"] == "probabilities")["data"]
+print("iris-rf probabilities", got, "reference", ref["probabilities"])
+assert answer["model_version"] == "2", answer
+assert all(abs(a - b) < 1e-4 for a, b in zip(got, ref["probabilities"])), (got, ref["probabilities"])
+PY
+}
+
+test_autoscaling_out_and_in() {
+  kubectl -n "$NS" apply -f - <<'YAML'
+apiVersion: modelship.io/v1alpha1
+kind: ModelDeployment
+metadata: {name: scaled}
+spec:
+  model: {uri: builtin://iris}
+  resources:
+    requests: {cpu: 25m, memory: 32Mi}
+  autoscaling:
+    minReplicas: 1
+    maxReplicas: 3
+    targetCPUUtilizationPercentage: 50
+    behavior:
+      scaleUp:
+        stabilizationWindowSeconds: 0
+        policies: [{type: Pods, value: 2, periodSeconds: 5}]
+      scaleDown:
+        stabilizationWindowSeconds: 15
+        policies: [{type: Percent, value: 100, periodSeconds: 5}]
+YAML
+  kubectl -n "$NS" wait mdep/scaled --for=condition=Ready --timeout="${READY_BOUND}s"
+  # The HPA needs a first CPU sample from metrics-server before load means anything.
+  wait_for 90 "a CPU reading on the HPA" \
+    'test -n "$(kubectl -n "$NS" get hpa scaled -o jsonpath="{.status.currentMetrics[0].resource.current.averageUtilization}")"'
+  kubectl -n "$NS" get hpa scaled
+  local ip stop="$WORK/scale.stop" load t0
+  ip="$(service_ip scaled)"
+  python3 "$ROOT/tests/chart/load.py" "http://$ip/v2/models/scaled/infer" --seconds "$SCALE_BOUND" --threads 4 \
+    --stop-file "$stop" --summary "$WORK/scale-load.json" &
+  load=$!
+  t0=$SECONDS
+  if ! wait_for "$SCALE_BOUND" "scale-out beyond minReplicas (2+ ready replicas)" \
+    'test "$(kubectl -n "$NS" get mdep scaled -o jsonpath="{.status.readyReplicas}")" -ge 2'; then
+    touch "$stop"; wait "$load" || true; kubectl -n "$NS" describe hpa scaled; return 1
+  fi
+  echo "MEASURED load start to 2+ ready replicas: $((SECONDS - t0)) s"
+  kubectl -n "$NS" get hpa scaled
+  kubectl -n "$NS" get mdep scaled
+  touch "$stop"
+  wait "$load"
+  t0=$SECONDS
+  wait_for "$SCALE_BOUND" "scale-in back to 1 replica after the load" \
+    'test "$(kubectl -n "$NS" get deployment scaled -o jsonpath="{.spec.replicas}/{.status.replicas}")" = 1/1'
+  echo "MEASURED load stop to 1 replica: $((SECONDS - t0)) s"
+  kubectl -n "$NS" get hpa scaled
+  kubectl -n "$NS" get mdep scaled
+  kubectl -n "$NS" delete mdep scaled --wait=true
+}
+
+test_operator_killed_standby_takes_over() {
+  local leader standby pid killed="" t0 name
+  leader="$(lease_holder)"
+  standby="$(operator_pods | grep -vx "$leader" | head -n 1)"
+  [ -n "$leader" ] && [ -n "$standby" ] || fail "need a leader and a standby (leader '$leader', standby '$standby')"
+  # Only the leader reconciles: the standby has run no reconciliation at all,
+  # though the earlier tests made the leader run many.
+  [ "$(operator_metric "$standby" modelship_operator_reconciliations_total)" = 0 ] \
+    || fail "the standby $standby reconciled"
+  [ "$(operator_metric "$leader" modelship_operator_reconciliations_total)" -gt 0 ] || fail "the leader never reconciled"
+  for name in kill-a kill-b kill-c; do
+    printf 'apiVersion: modelship.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: %s}\nspec: {model: {uri: "builtin://iris"}}\n---\n' "$name"
+  done | kubectl -n "$NS" apply -f -
+  # SIGKILL the leader's process on the node: no chance to release the Lease.
+  for pid in $(pgrep -x modelship-opera); do
+    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "POD_NAME=$leader"; then kill -9 "$pid"; killed="$pid"; fi
+  done
+  [ -n "$killed" ] || fail "no process of $leader found on the node"
+  t0=$SECONDS
+  echo "killed the leader $leader (pid $killed)"
+  wait_for 60 "the standby $standby to take the Lease" 'test "$(lease_holder)" = "$standby"'
+  echo "MEASURED leader killed to standby holding the Lease: $((SECONDS - t0)) s (Lease duration 15 s)"
+  for name in kill-a kill-b kill-c; do
+    kubectl -n "$NS" wait "mdep/$name" --for=condition=Ready --timeout="${READY_BOUND}s"
+  done
+  echo "MEASURED leader killed to all three Ready: $((SECONDS - t0)) s"
+  kubectl -n "$NS" get mdep
+  for name in kill-a kill-b kill-c; do
+    local uid counts
+    uid="$(kubectl -n "$NS" get mdep "$name" -o jsonpath='{.metadata.uid}')"
+    counts="$(for kind in deployment replicaset service; do
+      kubectl -n "$NS" get "$kind" -l app.kubernetes.io/instance="$name" -o name | wc -l; done | tr '\n' ' ')"
+    [ "$counts" = "1 1 1 " ] || fail "$name: deployments, replicasets, services = $counts, not one each"
+    [ "$(kubectl -n "$NS" get deployment "$name" -o jsonpath='{.metadata.ownerReferences[0].uid}')" = "$uid" ] \
+      || fail "$name: the Deployment is not owned by the ModelDeployment"
+  done
+  # The new leader reconciles; the killed pod's container restarted and stands by.
+  [ "$(operator_metric "$standby" modelship_operator_leader)" = 1 ] || fail "$standby does not say it leads"
+  [ "$(operator_metric "$standby" modelship_operator_reconciliations_total)" -gt 0 ] || fail "$standby did not reconcile"
+  wait_for 60 "the killed operator pod to be Ready again" \
+    'kubectl -n "$RELEASE_NS" wait pod "$leader" --for=condition=Ready --timeout=1s'
+  kubectl -n "$RELEASE_NS" get pods
+  [ "$(operator_metric "$leader" modelship_operator_leader)" = 0 ] || fail "the restarted $leader leads too"
+  [ "$(operator_metric "$leader" modelship_operator_reconciliations_total)" = 0 ] || fail "the restarted $leader reconciles"
+  kubectl -n "$NS" delete mdep kill-a kill-b kill-c --wait=true
+}
+
 test_missing_model_is_degraded_then_fixed() {
-  mkdir -p "$WORK/files"
-  cp "$ROOT/models/iris-rf.onnx" "$ROOT/models/iris-rf.card.json" "$WORK/files/"
-  python3 -m http.server --bind "$NODE_IP" --directory "$WORK/files" "$FILE_PORT" >"$WORK/file-server.log" 2>&1 &
-  FILE_SERVER_PID=$!
-  trap 'kill "$FILE_SERVER_PID" 2>/dev/null || true' EXIT
-  for _ in $(seq 1 20); do curl -s -o /dev/null "http://$NODE_IP:$FILE_PORT/" && break; sleep 0.5; done
   local t0=$SECONDS
   kubectl -n "$NS" apply -f - <<EOF
 apiVersion: modelship.io/v1alpha1
@@ -200,14 +412,12 @@ else
   # release-name/release-namespace of a CRD kept from before this run, if any.
   CRD_OWNER="$(kubectl get crd modeldeployments.modelship.io -o go-template='{{index .metadata.annotations "meta.helm.sh/release-name"}}/{{index .metadata.annotations "meta.helm.sh/release-namespace"}}' 2>/dev/null || true)"
   export CRD_OWNER
+  start_file_server
   run_test helm_install_operator_ready test_helm_install_operator_ready
   if [ "$FAILED" = 0 ]; then
-    run_test iris_ready_and_predicts test_iris_ready_and_predicts
-    run_test missing_model_is_degraded_then_fixed test_missing_model_is_degraded_then_fixed
-    run_test delete_removes_children test_delete_removes_children
-    run_test uninstall_keeps_only_the_crd test_uninstall_keeps_only_the_crd
+    for t in $AFTER_INSTALL; do run_test "$t" "test_$t"; done
   else
-    for t in iris_ready_and_predicts missing_model_is_degraded_then_fixed delete_removes_children uninstall_keeps_only_the_crd; do
+    for t in $AFTER_INSTALL; do
       echo "SKIP $t (the operator is not installed)"; SKIPPED=$((SKIPPED + 1))
     done
   fi

@@ -29,6 +29,9 @@ pub const FETCH_CONTAINER: &str = "fetch";
 const MODELS_DIR: &str = "/models";
 /// UID and GID the containers run as (the "nonroot" user of distroless images).
 const NONROOT_ID: i64 = 65532;
+/// Serving time after SIGTERM while the pod leaves the Service's endpoints.
+/// With the server's 20 s shutdown timeout it fits the default 30 s grace period.
+const DRAIN_DELAY: &str = "5s";
 
 /// Builds the Deployment of `md`. Fails only for a spec that [`validate`] rejects.
 pub fn build_deployment(md: &ModelDeployment, config: &Config) -> Result<Deployment, InvalidSpec> {
@@ -91,6 +94,10 @@ pub fn build_deployment(md: &ModelDeployment, config: &Config) -> Result<Deploym
         }
     }
     env.push(env_var("MODELSHIP_LOG_FORMAT", "json"));
+    // On SIGTERM the server reports not-ready but keeps serving this long, so
+    // kube-proxy and ingress controllers drop the pod from their endpoints
+    // before its listener closes: rolling updates lose no request.
+    env.push(env_var("MODELSHIP_DRAIN_DELAY", DRAIN_DELAY));
     override_env(&mut env, &server.env);
 
     let server_container = Container {

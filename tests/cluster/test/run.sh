@@ -405,6 +405,9 @@ for mode in "${modes[@]}"; do
         skip_test full_mode "full mode runs a node and needs root"
         continue
       fi
+      # The snapshot reads iptables and conntrack state, so their packages
+      # come first (a fresh machine may not have them yet).
+      ensure_node_packages
       host_snapshot > "$TEST_LOGS/host-before.txt"
       failed_before=$FAILED
       run_test full_up t_full_up

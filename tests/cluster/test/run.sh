@@ -49,7 +49,10 @@ host_snapshot() {
   echo "## cgroups"; find /sys/fs/cgroup -maxdepth 2 -type d | sort
   echo "## sysctls"; local s; for s in "${SYSCTLS[@]}"; do echo "$s $(cat "$(sysctl_path "$s")" 2>/dev/null)"; done
   echo "## files"; local p; for p in "${HOST_PATHS[@]}" "$STATE_DIR"; do [ -e "$p" ] && echo "$p"; done
-  find /run /var/lib /var/log /etc /opt -mindepth 1 -maxdepth 1 | sort
+  # /run/mount is util-linux's own record of mounts (utab), made the first
+  # time anything on the machine mounts with mount(8); the mounts themselves
+  # are compared above.
+  find /run /var/lib /var/log /etc /opt -mindepth 1 -maxdepth 1 | grep -vx /run/mount | sort
   return 0
 }
 

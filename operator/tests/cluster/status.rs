@@ -119,7 +119,8 @@ async fn full_cluster_reports_fetch_failures_and_unschedulable_pods() {
     let Some(cluster) = TestCluster::get("full").await else {
         return;
     };
-    let _operator = Operator::start(&cluster, &[format!("--server-image={image}")]);
+    // The image comes with each ModelDeployment (spec.server.image, never pulled).
+    let _operator = Operator::start(&cluster, &[]);
     let mds: Api<ModelDeployment> = cluster.api();
     let never = json!({"image": image, "imagePullPolicy": "Never"});
     mds.create(

@@ -74,5 +74,5 @@ demo-down: ## Remove everything make demo started
 .PHONY: bench-server
 bench-server: ## Benchmark modelship vs MLServer and KServe (writes docs/benchmarks.md)
 	bench/setup.sh
-	cargo build --release -p modelship-server -p modelship-operator --examples
+	cargo build --release --locked -p modelship-server -p modelship-operator --bins --examples
 	$(PY) bench/bench_server.py

@@ -5,6 +5,7 @@ Usage: python bench/kserve_server.py PORT MODEL.onnx
 """
 
 import sys
+import uuid
 
 import numpy as np
 import onnxruntime as ort
@@ -53,7 +54,8 @@ class OnnxIris(kserve.Model):
                     data=probabilities.flatten().tolist(),
                 ),
             ],
-            response_id=payload.id,
+            # The v2 protocol makes the request id optional; the response always has one.
+            response_id=payload.id or str(uuid.uuid4()),
         )
 
 

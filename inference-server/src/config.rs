@@ -91,7 +91,8 @@ pub struct ServeArgs {
     /// Most rows merged into one batch (1 disables batching).
     #[arg(long, env = "MODELSHIP_MAX_BATCH_SIZE", default_value_t = 32)]
     pub max_batch_size: usize,
-    /// Longest a batch waits for more requests, e.g. `1ms`, `500us`.
+    /// Longest a batch waits for more requests under load, e.g. `1ms`, `500us`
+    /// (an idle server runs a lone request at once).
     #[arg(long, env = "MODELSHIP_MAX_BATCH_DELAY", default_value = "1ms", value_parser = humantime::parse_duration)]
     pub max_batch_delay: Duration,
     /// Requests that may wait for a batch; more are refused with 429.

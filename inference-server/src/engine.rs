@@ -2,16 +2,19 @@
 //! bounded queue, and dynamic batching.
 //!
 //! A batcher task takes the first queued job, gathers whatever else is
-//! queued (waiting at most `max_batch_delay` for more) up to
-//! `max_batch_size` rows, runs the batch once on a blocking thread and
-//! answers each caller on its own oneshot channel. While every worker is
-//! busy, jobs pile up in the queue, so batches grow with load by themselves.
-//! A full queue is refused at once: memory never grows without bound.
+//! queued up to `max_batch_size` rows, runs the batch once on a blocking
+//! thread and answers each caller on its own oneshot channel. Under load
+//! (another batch running, or the last batch held more than one job) it
+//! also waits, at most `max_batch_delay`, for more jobs to fill the batch;
+//! without load it runs what it has at once, so a lone request never pays
+//! the delay. While every worker is busy, jobs pile up in the queue, so
+//! batches grow with load by themselves. A full queue is refused at once:
+//! memory never grows without bound.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::backend::{Backend, InferError};
 use crate::metrics::ModelMetrics;
@@ -208,6 +211,9 @@ async fn batcher(
 ) {
     let workers = Arc::new(Semaphore::new(config.workers));
     let mut held: Option<Job> = None;
+    // Jobs in the batch before this one: more than one means requests are
+    // arriving faster than batches run.
+    let mut last_jobs = 0;
     loop {
         let Ok(permit) = workers.clone().acquire_owned().await else {
             return;
@@ -222,7 +228,16 @@ async fn batcher(
         let mut batch = vec![first];
         let mut rows = batch[0].rows;
         if config.max_batch_size > 1 {
-            let deadline = Instant::now() + config.max_batch_delay;
+            // Waiting for company pays only under load: with every other
+            // worker idle and the last batch a lone job, the jobs already
+            // queued are all there is.
+            let others_busy = workers.available_permits() + 1 < config.workers;
+            let wait = if others_busy || last_jobs > 1 {
+                config.max_batch_delay
+            } else {
+                Duration::ZERO
+            };
+            let deadline = Instant::now() + wait;
             while rows < config.max_batch_size {
                 let next = match rx.try_recv() {
                     Ok(job) => job,
@@ -246,13 +261,13 @@ async fn batcher(
                 batch.push(next);
             }
         }
+        last_jobs = batch.len();
         metrics.queue_depth.dec_by(batch.len() as i64);
         let backend = backend.clone();
         let metrics = metrics.clone();
         let name = name.clone();
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            run_batch(&name, backend.as_ref(), batch, rows, &metrics);
+            run_batch(&name, backend.as_ref(), batch, rows, &metrics, permit);
         });
     }
 }
@@ -265,12 +280,16 @@ fn stackable(a: &Job, b: &Job) -> bool {
         .all(|(x, y)| x.shape[1..] == y.shape[1..])
 }
 
+/// Runs one batch and answers its jobs. The worker's `permit` is given back
+/// as soon as the model has run, before the answers go out, so that the
+/// batcher never sees a finished batch as still running.
 fn run_batch(
     name: &str,
     backend: &dyn Backend,
     mut batch: Vec<Job>,
     rows: usize,
     metrics: &ModelMetrics,
+    permit: OwnedSemaphorePermit,
 ) {
     batch.retain(|job| !job.reply.is_closed());
     if batch.is_empty() {
@@ -281,6 +300,7 @@ fn run_batch(
     if batch.len() == 1 {
         let job = batch.pop().expect("one job");
         let out = backend.infer(&job.inputs).map_err(EngineError::from);
+        drop(permit);
         metrics
             .inference_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -294,6 +314,7 @@ fn run_batch(
         })
         .collect();
     let result = merged.and_then(|inputs| backend.infer(&inputs));
+    drop(permit);
     metrics
         .inference_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -427,6 +448,34 @@ mod tests {
             batches.iter().any(|&b| b > 1),
             "no batching happened: {batches:?}"
         );
+    }
+
+    /// Paused time advances only through timers, so a batcher that waited
+    /// for company would show the whole delay on the clock.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_engine_runs_a_lone_request_without_waiting_for_a_batch() {
+        let backend = Doubler::new(Duration::ZERO);
+        let config = EngineConfig {
+            max_batch_size: 8,
+            max_batch_delay: Duration::from_secs(10),
+            max_queue: 64,
+            workers: 2,
+        };
+        let engine = Engine::start("m", backend.clone(), config, ModelMetrics::detached());
+        for i in 0..3 {
+            let started = tokio::time::Instant::now();
+            let out = engine.infer(row(i)).await.unwrap();
+            assert_eq!(
+                out[0].data,
+                TensorData::Fp32(vec![2.0 * i as f32, -2.0 * i as f32])
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "a lone request waited {:?} for a batch",
+                started.elapsed()
+            );
+        }
+        assert_eq!(*backend.batches.lock().unwrap(), vec![1, 1, 1]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

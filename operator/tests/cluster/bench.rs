@@ -1,4 +1,4 @@
-//! The measurement behind the operator's numbers in operator/BENCHMARKS.md.
+//! The measurement behind the operator's numbers in docs/benchmarks.md.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;

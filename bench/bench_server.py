@@ -244,7 +244,7 @@ def write_report(path: Path, results: list[dict], rates: list[dict], args) -> No
         "",
         "Peers: MLServer 1.7.1 + mlserver-sklearn (the same scikit-learn model as joblib, `parallel_workers: 0`), "
         "KServe 0.21 `kserve.Model` wrapping onnxruntime 1.31.1 on the same ONNX file (one uvicorn worker). "
-        "modelship runs its defaults (dynamic batching on, max batch 32, max delay 1ms, waited only while another batch runs).",
+        "modelship runs its defaults (dynamic batching on, max batch 32, max delay 1ms, waited only under load).",
         "",
     ]
     section = "\n".join(lines)

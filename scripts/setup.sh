@@ -3,11 +3,10 @@
 set -euo pipefail
 need=()
 # chromium: the headless browser of the web page test (driven by Python playwright).
-# The rest: what the local cluster's node runs on and what its tests inspect
-# (tests/cluster/lib/node.sh NODE_PACKAGES, which `cluster-up MODE=full` also
-# installs when missing), iproute2 and util-linux (taskset) named for clarity.
-for pkg in python3-venv pkg-config chromium binutils iproute2 util-linux \
-  containerd runc containernetworking-plugins iptables conntrack umoci ethtool socat jq; do
+# binutils: strip, for scripts/build-images.sh. The local cluster's node
+# packages (containerd, runc, iptables, ...) are installed by `cluster-up
+# MODE=full` itself (tests/cluster/lib/node.sh NODE_PACKAGES).
+for pkg in python3-venv pkg-config chromium binutils; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

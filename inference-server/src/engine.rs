@@ -26,7 +26,8 @@ use crate::tensor::{ModelSignature, Tensor};
 pub struct EngineConfig {
     /// Most rows in one batch; 1 turns batching off.
     pub max_batch_size: usize,
-    /// Longest a batch waits for more rows once it has its first job.
+    /// Longest a batch waits for more rows once it has its first job, under
+    /// load only (see the module documentation).
     pub max_batch_delay: Duration,
     /// Jobs that may wait in the queue before new ones are refused.
     pub max_queue: usize,

@@ -458,11 +458,13 @@ elif helm status "$RELEASE" -n "$RELEASE_NS" >/dev/null 2>&1 || helm list -A -q 
   skip_all "a modelship release is already installed (helm list -A); the CRD has one owner"
 else
   CLUSTER_OK=1
-  # release-name/release-namespace of a CRD kept from before this run, if any.
-  CRD_OWNER="$(kubectl get crd modeldeployments.modelship.io -o go-template='{{with .metadata.annotations}}{{with index . "meta.helm.sh/release-name"}}{{.}}{{end}}/{{with index . "meta.helm.sh/release-namespace"}}{{.}}{{end}}{{end}}' 2>/dev/null || true)"
-  # Kept (not deleted) at the end: a CRD that was here without a Helm owner.
-  [ "$CRD_OWNER" != / ] || CRD_OWNER=unowned/
-  kubectl get crd modeldeployments.modelship.io >/dev/null 2>&1 && [ -z "$CRD_OWNER" ] && CRD_OWNER=unowned/
+  # release-name/release-namespace of a CRD kept from before this run: empty
+  # when there is none, unowned/ for one without a Helm owner (kept at the end).
+  CRD_OWNER=""
+  if kubectl get crd modeldeployments.modelship.io >/dev/null 2>&1; then
+    CRD_OWNER="$(kubectl get crd modeldeployments.modelship.io -o go-template='{{with .metadata.annotations}}{{with index . "meta.helm.sh/release-name"}}{{.}}{{end}}/{{with index . "meta.helm.sh/release-namespace"}}{{.}}{{end}}{{end}}')"
+    case "$CRD_OWNER" in ""|/) CRD_OWNER=unowned/ ;; esac
+  fi
   export CRD_OWNER
   start_file_server
   run_test helm_install_operator_ready test_helm_install_operator_ready

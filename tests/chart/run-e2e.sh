@@ -29,9 +29,11 @@ START=$SECONDS
 
 step() { printf '\n==> [e2e %3ds] %s\n' "$((SECONDS - START))" "$*"; }
 
+# build-images.sh builds release binaries itself; debug ones are built here.
 case "$PROFILE" in
-  debug) cargo build --locked -p modelship-server --bin modelship-server -p modelship-operator --bin modelship-operator ;;
-  release) cargo build --release --locked -p modelship-server --bin modelship-server -p modelship-operator --bin modelship-operator ;;
+  debug) cargo build --locked -p modelship-server --bin modelship-server -p modelship-operator --bin modelship-operator
+         IMAGE_ARGS=(--no-build) ;;
+  release) IMAGE_ARGS=() ;;
   *) echo "run-e2e: E2E_PROFILE must be debug or release, not '$PROFILE'" >&2; exit 2 ;;
 esac
 
@@ -51,7 +53,7 @@ trap stop_cluster EXIT
 step "images from the $PROFILE builds"
 SERVER_BIN="$CARGO_TARGET_DIR/$PROFILE/modelship-server" \
 OPERATOR_BIN="$CARGO_TARGET_DIR/$PROFILE/modelship-operator" \
-  scripts/build-images.sh --no-build
+  scripts/build-images.sh "${IMAGE_ARGS[@]}"
 
 status=0
 step "tests/chart/e2e.sh"

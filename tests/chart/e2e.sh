@@ -36,6 +36,7 @@
 # a port of its own, and stops with the script. Bounds (seconds) can be
 # widened for slow machines: E2E_READY_BOUND, E2E_SCALE_BOUND.
 # Ends with "N passed, N failed" (", N skipped" when any were).
+# E2E_REQUIRE_CLUSTER=1 (make test-e2e) turns "cannot run here" into a failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -83,6 +84,10 @@ skip_all() {
   for t in helm_install_operator_ready $AFTER_INSTALL; do
     echo "SKIP $t ($reason)"; SKIPPED=$((SKIPPED + 1))
   done
+  # make test-e2e has set the cluster up: there, a skip is a failure.
+  if [ "${E2E_REQUIRE_CLUSTER:-0}" = 1 ]; then
+    echo "FAILED: E2E_REQUIRE_CLUSTER=1 and the suite could not run: $reason"; FAILED=$((FAILED + 1))
+  fi
 }
 fail() { echo "FAILED: $*"; return 1; }
 AFTER_INSTALL="iris_ready_and_predicts rolling_update_under_load autoscaling_out_and_in
@@ -122,7 +127,7 @@ operator_metric() {
 operator_pid() {
   local pid
   for pid in $(pgrep -x modelship-opera); do
-    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "POD_NAME=$1"; then echo "$pid"; return 0; fi
+    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -x "POD_NAME=$1" >/dev/null; then echo "$pid"; return 0; fi
   done
   return 1
 }
@@ -402,7 +407,7 @@ EOF
   done
   kubectl -n "$NS" get mdep fetched -o jsonpath='{.status.conditions}'; echo
   [ "$reason" = ModelFetchFailed ] || fail "Degraded reason is '$reason', not ModelFetchFailed"
-  kubectl -n "$NS" get mdep fetched -o jsonpath='{.status.conditions[?(@.type=="Degraded")].message}' | grep -q 404 \
+  kubectl -n "$NS" get mdep fetched -o jsonpath='{.status.conditions[?(@.type=="Degraded")].message}' | grep 404 >/dev/null \
     || fail "the Degraded message does not give the cause (404)"
   echo "MEASURED 404 URI to Degraded/ModelFetchFailed: $((SECONDS - t0)) s"
   t0=$SECONDS
@@ -452,9 +457,9 @@ if ! kubectl get --raw /readyz >/dev/null 2>&1; then
   skip_all "no cluster at $KUBECONFIG: make cluster-up"
 elif [ -z "$(kubectl get nodes -o name 2>/dev/null)" ]; then
   skip_all "the cluster has no node: full mode needed (make cluster-up)"
-elif ! ctr --address "$MODELSHIP_CLUSTER_DIR/run/containerd.sock" -n k8s.io images ls -q 2>/dev/null | grep -q 'modelship/server:dev'; then
+elif ! ctr --address "$MODELSHIP_CLUSTER_DIR/run/containerd.sock" -n k8s.io images ls -q 2>/dev/null | grep 'modelship/server:dev' >/dev/null; then
   skip_all "images not loaded: scripts/build-images.sh"
-elif helm status "$RELEASE" -n "$RELEASE_NS" >/dev/null 2>&1 || helm list -A -q | grep -q .; then
+elif helm status "$RELEASE" -n "$RELEASE_NS" >/dev/null 2>&1 || helm list -A -q | grep . >/dev/null; then
   skip_all "a modelship release is already installed (helm list -A); the CRD has one owner"
 else
   CLUSTER_OK=1

@@ -51,7 +51,7 @@ OPERATOR_CP_PORT_BASE ?= 18000
 .PHONY: test-operator
 test-operator: ## Operator integration tests against a real API server
 	MODELSHIP_CLUSTER_DIR=$(OPERATOR_CP_DIR) MODELSHIP_CLUSTER_PORT_BASE=$(OPERATOR_CP_PORT_BASE) MODE=control-plane tests/cluster/cluster.sh up
-	status=0; MODELSHIP_TEST_KUBECONFIG=$(OPERATOR_CP_DIR)/kubeconfig cargo test -p modelship-operator --test cluster || status=$$?; \
+	status=0; MODELSHIP_TEST_KUBECONFIG=$(OPERATOR_CP_DIR)/kubeconfig cargo test -p modelship-operator --test apiserver || status=$$?; \
 	  MODELSHIP_CLUSTER_DIR=$(OPERATOR_CP_DIR) MODELSHIP_CLUSTER_PORT_BASE=$(OPERATOR_CP_PORT_BASE) tests/cluster/cluster.sh down; \
 	  exit $$status
 

@@ -62,7 +62,7 @@ E2E_REQUIRE_CLUSTER=1 tests/chart/e2e.sh || status=1
 step "operator: pod failures on a full cluster"
 MODELSHIP_TEST_KUBECONFIG="$MODELSHIP_CLUSTER_DIR/kubeconfig" MODELSHIP_TEST_FULL_CLUSTER=1 \
 MODELSHIP_TEST_SERVER_IMAGE=modelship/server:dev \
-  cargo test --locked -p modelship-operator --test cluster full_cluster -- --nocapture || status=1
+  cargo test --locked -p modelship-operator --test apiserver full_cluster -- --nocapture || status=1
 
 step "done ($([ "$status" = 0 ] && echo passed || echo FAILED))"
 exit "$status"

@@ -1,11 +1,11 @@
-//! Integration tests: the operator runs as a process against a real API server.
+//! Integration tests (`--test apiserver`, named for what they need): the operator runs as a process against a real API server.
 //!
 //! They need a cluster with at least etcd, kube-apiserver and kube-controller-manager (the
 //! control-plane mode of `tests/cluster`), given by `MODELSHIP_TEST_KUBECONFIG`:
 //!
 //! ```sh
 //! make -f tests/cluster/cluster.mk cluster-up MODE=control-plane
-//! MODELSHIP_TEST_KUBECONFIG=$PWD/.cluster/kubeconfig cargo test -p modelship-operator --test cluster
+//! MODELSHIP_TEST_KUBECONFIG=$PWD/.cluster/kubeconfig cargo test -p modelship-operator --test apiserver
 //! ```
 //!
 //! Without it every test prints why it was skipped and returns. Each test works in a namespace

@@ -39,7 +39,7 @@ impl TestCluster {
                 &format!(
                     "{KUBECONFIG_ENV} is not set. Start a cluster with \
                      `make -f tests/cluster/cluster.mk cluster-up MODE=control-plane` and run \
-                     `{KUBECONFIG_ENV}=$PWD/.cluster/kubeconfig cargo test -p modelship-operator --test cluster`"
+                     `{KUBECONFIG_ENV}=$PWD/.cluster/kubeconfig cargo test -p modelship-operator --test apiserver`"
                 ),
             );
             return None;

@@ -18,7 +18,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// ```sh
 /// MODELSHIP_TEST_KUBECONFIG=... MODELSHIP_BENCH_COUNT=1000 \
-///   cargo test --release -p modelship-operator --test cluster -- --ignored --nocapture bench_
+///   cargo test --release -p modelship-operator --test apiserver -- --ignored --nocapture bench_
 /// ```
 #[tokio::test]
 #[ignore = "a measurement, run by hand (see the doc comment)"]

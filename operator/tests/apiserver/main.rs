@@ -1,4 +1,5 @@
-//! Integration tests (`--test apiserver`, named for what they need): the operator runs as a process against a real API server.
+//! Integration tests (`--test apiserver`, named for what they need): the operator runs as a
+//! process against a real API server.
 //!
 //! They need a cluster with at least etcd, kube-apiserver and kube-controller-manager (the
 //! control-plane mode of `tests/cluster`), given by `MODELSHIP_TEST_KUBECONFIG`:

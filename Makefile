@@ -10,8 +10,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SERVER_BIN := $(CARGO_TARGET_DIR)/debug/modelship-server
 
-include tests/cluster/cluster.mk
+include hack/cluster/cluster.mk
 include tests/chart/chart.mk
+include tests/e2e/e2e.mk
 
 .PHONY: help
 help: ## Show the targets
@@ -50,9 +51,9 @@ OPERATOR_CP_PORT_BASE ?= 18000
 
 .PHONY: test-operator
 test-operator: ## Operator integration tests against a real API server
-	MODELSHIP_CLUSTER_DIR=$(OPERATOR_CP_DIR) MODELSHIP_CLUSTER_PORT_BASE=$(OPERATOR_CP_PORT_BASE) MODE=control-plane tests/cluster/cluster.sh up
+	MODELSHIP_CLUSTER_DIR=$(OPERATOR_CP_DIR) MODELSHIP_CLUSTER_PORT_BASE=$(OPERATOR_CP_PORT_BASE) MODE=control-plane hack/cluster/cluster.sh up
 	status=0; MODELSHIP_TEST_KUBECONFIG=$(OPERATOR_CP_DIR)/kubeconfig cargo test -p modelship-operator --test apiserver || status=$$?; \
-	  MODELSHIP_CLUSTER_DIR=$(OPERATOR_CP_DIR) MODELSHIP_CLUSTER_PORT_BASE=$(OPERATOR_CP_PORT_BASE) tests/cluster/cluster.sh down; \
+	  MODELSHIP_CLUSTER_DIR=$(OPERATOR_CP_DIR) MODELSHIP_CLUSTER_PORT_BASE=$(OPERATOR_CP_PORT_BASE) hack/cluster/cluster.sh down; \
 	  exit $$status
 
 .PHONY: test

@@ -17,7 +17,7 @@ cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/modelship/target}"
 export MODELSHIP_CLUSTER_DIR="${MODELSHIP_CLUSTER_DIR:-$ROOT/.cluster}"
 export KUBECONFIG="$MODELSHIP_CLUSTER_DIR/kubeconfig"
-CLUSTER_SH="$ROOT/tests/cluster/cluster.sh"
+CLUSTER_SH="$ROOT/hack/cluster/cluster.sh"
 RELEASE=modelship
 RELEASE_NS=modelship-system
 NS="${DEMO_NAMESPACE:-default}"
@@ -44,7 +44,7 @@ up() {
     scripts/setup-python.sh
   fi
 
-  step "local Kubernetes cluster, full mode (tests/cluster; the first run builds it from source)"
+  step "local Kubernetes cluster, full mode (hack/cluster; the first run builds it from source)"
   MODE=full "$CLUSTER_SH" up
   eval "$("$CLUSTER_SH" env)"
   kubectl get nodes
@@ -91,7 +91,7 @@ The demo is running ($((SECONDS - START)) s). From this machine:
   web page:     $url/
                 (or kubectl -n $NS port-forward service/iris 8080:80, then http://localhost:8080/)
   predict:      curl -s $url/v2/models/iris/infer -d '$body'
-  kubectl:      export KUBECONFIG=$KUBECONFIG; eval "\$(tests/cluster/cluster.sh env)"
+  kubectl:      export KUBECONFIG=$KUBECONFIG; eval "\$(hack/cluster/cluster.sh env)"
                 kubectl get mdep,deployment,service,pods -n $NS
   scale:        kubectl -n $NS scale mdep iris --replicas 3
   operator:     kubectl -n $RELEASE_NS logs deployment/$RELEASE

@@ -21,7 +21,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CHART="$ROOT/charts/modelship"
-CLUSTER_SH="$ROOT/tests/cluster/cluster.sh"
+CLUSTER_SH="$ROOT/hack/cluster/cluster.sh"
 export MODELSHIP_CLUSTER_DIR="${MODELSHIP_CHART_CLUSTER_DIR:-/tmp/modelship-chart-cp}"
 export MODELSHIP_CLUSTER_PORT_BASE="${MODELSHIP_CHART_PORT_BASE:-19000}"
 export KUBECONFIG="$MODELSHIP_CLUSTER_DIR/kubeconfig"
@@ -36,7 +36,7 @@ STARTED_CLUSTER=0
 # Tools: helm and kubectl come from the local cluster's build cache.
 "$CLUSTER_SH" build >/dev/null
 eval "$("$CLUSTER_SH" env)"
-command -v helm >/dev/null || { echo "helm not found after tests/cluster/cluster.sh env" >&2; exit 1; }
+command -v helm >/dev/null || { echo "helm not found after hack/cluster/cluster.sh env" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is needed" >&2; exit 1; }
 
 cleanup() {

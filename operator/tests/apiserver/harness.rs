@@ -38,7 +38,7 @@ impl TestCluster {
                 test,
                 &format!(
                     "{KUBECONFIG_ENV} is not set. Start a cluster with \
-                     `make -f tests/cluster/cluster.mk cluster-up MODE=control-plane` and run \
+                     `make -f hack/cluster/cluster.mk cluster-up MODE=control-plane` and run \
                      `{KUBECONFIG_ENV}=$PWD/.cluster/kubeconfig cargo test -p modelship-operator --test apiserver`"
                 ),
             );

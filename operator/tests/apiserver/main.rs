@@ -2,10 +2,10 @@
 //! process against a real API server.
 //!
 //! They need a cluster with at least etcd, kube-apiserver and kube-controller-manager (the
-//! control-plane mode of `tests/cluster`), given by `MODELSHIP_TEST_KUBECONFIG`:
+//! control-plane mode of `hack/cluster`), given by `MODELSHIP_TEST_KUBECONFIG`:
 //!
 //! ```sh
-//! make -f tests/cluster/cluster.mk cluster-up MODE=control-plane
+//! make -f hack/cluster/cluster.mk cluster-up MODE=control-plane
 //! MODELSHIP_TEST_KUBECONFIG=$PWD/.cluster/kubeconfig cargo test -p modelship-operator --test apiserver
 //! ```
 //!

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The user's journey on the full local cluster, through the chart:
 #
-#   tests/chart/e2e.sh
+#   tests/e2e/e2e.sh
 #
 # Needs a full cluster (make cluster-up) with the images loaded
 # (scripts/build-images.sh); without one every test is skipped with the reason.
@@ -30,7 +30,7 @@
 #   delete_removes_children           kubectl delete mdep: Deployment, Service, pods gone
 #   uninstall_keeps_only_the_crd      helm uninstall leaves no operator object; the CRD stays
 #
-# Load comes from tests/chart/load.py on the host, through the Services'
+# Load comes from tests/e2e/load.py on the host, through the Services'
 # ClusterIPs (kube-proxy), bounded in time. The file server that serves
 # iris-rf listens on the node address (the cluster's bridge, 10.233.64.1), on
 # a port of its own, and stops with the script. Bounds (seconds) can be
@@ -40,7 +40,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-CLUSTER_SH="$ROOT/tests/cluster/cluster.sh"
+CLUSTER_SH="$ROOT/hack/cluster/cluster.sh"
 export MODELSHIP_CLUSTER_DIR="${MODELSHIP_CLUSTER_DIR:-$ROOT/.cluster}"
 export KUBECONFIG="$MODELSHIP_CLUSTER_DIR/kubeconfig"
 RELEASE=modelship-e2e
@@ -51,7 +51,7 @@ FILE_PORT="${E2E_FILE_PORT:-18780}"
 READY_BOUND="${E2E_READY_BOUND:-120}"
 SCALE_BOUND="${E2E_SCALE_BOUND:-180}"
 OPERATOR_REPLICAS=2
-WORK="$(mktemp -d /tmp/modelship-chart-e2e.XXXXXX)"
+WORK="$(mktemp -d /tmp/modelship-e2e.XXXXXX)"
 PASSED=0 FAILED=0 SKIPPED=0
 FILE_SERVER_PID=""
 
@@ -229,7 +229,7 @@ PY
 test_rolling_update_under_load() {
   local ip stop="$WORK/rollout.stop" load t0
   ip="$(service_ip iris)"
-  python3 "$ROOT/tests/chart/load.py" "http://$ip/v2/models/iris/infer" --seconds 300 --threads 4 \
+  python3 "$ROOT/tests/e2e/load.py" "http://$ip/v2/models/iris/infer" --seconds 300 --threads 4 \
     --new-connections --stop-file "$stop" --summary "$WORK/rollout-load.json" &
   load=$!
   sleep 3
@@ -306,7 +306,7 @@ YAML
   kubectl -n "$NS" get hpa scaled
   local ip stop="$WORK/scale.stop" load t0
   ip="$(service_ip scaled)"
-  python3 "$ROOT/tests/chart/load.py" "http://$ip/v2/models/scaled/infer" --seconds "$SCALE_BOUND" --threads 4 \
+  python3 "$ROOT/tests/e2e/load.py" "http://$ip/v2/models/scaled/infer" --seconds "$SCALE_BOUND" --threads 4 \
     --stop-file "$stop" --summary "$WORK/scale-load.json" &
   load=$!
   t0=$SECONDS

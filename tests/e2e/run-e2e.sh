@@ -2,7 +2,7 @@
 # make test-e2e: the user's journey and the operator's pod-failure statuses on
 # a real full-mode cluster, as part of make test.
 #
-#   tests/chart/run-e2e.sh
+#   tests/e2e/run-e2e.sh
 #
 # 1. Starts a full-mode cluster in MODELSHIP_CLUSTER_DIR (default .cluster),
 #    unless one is already up there (then it is used and left running).
@@ -12,7 +12,7 @@
 #    already compiled (stripped; the same image layout as the release), so the
 #    suite needs no second, release compile; E2E_PROFILE=release packs release
 #    builds instead (compiled here when missing).
-# 3. tests/chart/e2e.sh: helm install, predictions, rolling update under load,
+# 3. tests/e2e/e2e.sh: helm install, predictions, rolling update under load,
 #    autoscaling, 404 model, operator kill and leader takeover, delete, uninstall.
 # 4. The operator's full-mode integration test: a model that cannot be fetched
 #    and a pod that cannot be scheduled, reported as Degraded on real pods.
@@ -21,7 +21,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-CLUSTER_SH="$ROOT/tests/cluster/cluster.sh"
+CLUSTER_SH="$ROOT/hack/cluster/cluster.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/modelship/target}"
 export MODELSHIP_CLUSTER_DIR="${MODELSHIP_CLUSTER_DIR:-$ROOT/.cluster}"
 PROFILE="${E2E_PROFILE:-debug}"
@@ -56,8 +56,8 @@ OPERATOR_BIN="$CARGO_TARGET_DIR/$PROFILE/modelship-operator" \
   scripts/build-images.sh "${IMAGE_ARGS[@]}"
 
 status=0
-step "tests/chart/e2e.sh"
-E2E_REQUIRE_CLUSTER=1 tests/chart/e2e.sh || status=1
+step "tests/e2e/e2e.sh"
+E2E_REQUIRE_CLUSTER=1 tests/e2e/e2e.sh || status=1
 
 step "operator: pod failures on a full cluster"
 MODELSHIP_TEST_KUBECONFIG="$MODELSHIP_CLUSTER_DIR/kubeconfig" MODELSHIP_TEST_FULL_CLUSTER=1 \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proof tests of the local cluster (issue 3): tests/cluster/test/run.sh [control-plane] [full]
+# Proof tests of the local cluster (issue 3): hack/cluster/test/run.sh [control-plane] [full]
 # Brings each mode up, proves it works, brings it down and proves that
 # nothing is left behind. Closes with "N passed, N failed[, N skipped]".
 set -euo pipefail

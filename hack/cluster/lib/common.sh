@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # settings used by the other scripts
 # Shared settings and helpers of the local cluster scripts. Sourced by
-# tests/cluster/cluster.sh; every path here is absolute.
+# hack/cluster/cluster.sh; every path here is absolute.
 
 CLUSTER_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REPO_ROOT="$(cd "$CLUSTER_SRC/../.." && pwd)"
@@ -65,10 +65,13 @@ die() { log "ERROR: $*"; exit 1; }
 
 # pins_hash names the binary cache: anything that changes what the big
 # build produces (pins, the multi-call main, link flags, Go) changes it.
+# Only content goes in, never a path: comments (which name this folder) and
+# go.mod's module line are left out, so moving the folder keeps the cache.
 pins_hash() {
   {
-    cat "$CLUSTER_SRC/versions.env" "$CLUSTER_SRC/build/go.mod" "$CLUSTER_SRC/build/go.sum" \
-      "$CLUSTER_SRC/build/tools.go" "$CLUSTER_SRC/build/cmd/kube/main.go"
+    grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$CLUSTER_SRC/versions.env"
+    grep -v -e '^module ' -e '^//' "$CLUSTER_SRC/build/go.mod"
+    cat "$CLUSTER_SRC/build/go.sum" "$CLUSTER_SRC/build/tools.go" "$CLUSTER_SRC/build/cmd/kube/main.go"
     sed -n '/^build_flags() {/,/^}/p' "$CLUSTER_SRC/lib/build.sh"
     go env GOVERSION GOARCH
   } | sha256sum | cut -c1-16

@@ -1,6 +1,6 @@
-# Local Kubernetes cluster built from upstream components (tests/cluster,
+# Local Kubernetes cluster built from upstream components (hack/cluster,
 # docs/local-cluster.md). Included by the top-level Makefile; also usable
-# alone: make -f tests/cluster/cluster.mk cluster-up. Paths are relative to
+# alone: make -f hack/cluster/cluster.mk cluster-up. Paths are relative to
 # the repository root.
 #
 #   make cluster-up [MODE=full|control-plane]   start (no-op when up)
@@ -14,7 +14,7 @@
 # Environment: MODELSHIP_CLUSTER_DIR, MODELSHIP_CLUSTER_PORT_BASE,
 # MODELSHIP_CLUSTER_CACHE (see the docs).
 
-CLUSTER_SH := tests/cluster/cluster.sh
+CLUSTER_SH := hack/cluster/cluster.sh
 CLUSTER_TEST_MODES ?= control-plane full
 
 .PHONY: cluster-build cluster-up cluster-down cluster-status cluster-image test-cluster
@@ -37,4 +37,4 @@ cluster-image:
 	@$(CLUSTER_SH) image '$(IMAGE)' '$(SRC)' $(ENTRYPOINT)
 
 test-cluster:
-	@tests/cluster/test/run.sh $(CLUSTER_TEST_MODES)
+	@hack/cluster/test/run.sh $(CLUSTER_TEST_MODES)

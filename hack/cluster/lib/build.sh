@@ -24,7 +24,7 @@ check_go_mod_matches_pins() {
   for want in "k8s.io/kubernetes $KUBERNETES_VERSION" "go.etcd.io/etcd/server/v3 $ETCD_VERSION" \
     "helm.sh/helm/v4 $HELM_VERSION" "sigs.k8s.io/metrics-server $METRICS_SERVER_VERSION" \
     "sigs.k8s.io/cri-tools $CRI_TOOLS_VERSION" "k8s.io/api => k8s.io/api v0.${KUBERNETES_VERSION#v1.}"; do
-    grep -qF "$want" "$gomod" || die "build/go.mod does not pin '$want' from versions.env; run tests/cluster/build/update-go-mod.sh"
+    grep -qF "$want" "$gomod" || die "build/go.mod does not pin '$want' from versions.env; run hack/cluster/build/update-go-mod.sh"
   done
 }
 

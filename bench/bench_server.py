@@ -1,263 +1,147 @@
 """`make bench-server`: modelship against MLServer and KServe on the same Iris
-model and the same load, in one run on one machine; writes docs/benchmarks.md.
+model and the same load, in one run on one machine; writes docs/benchmarks.md
+and docs/benchmarks-sweep.svg.
 
-Every server listens on 127.0.0.1 and is pinned to one core; the load
-generator (oha) is pinned to the other. Each load run is bounded in time.
+The sweep: closed-loop clients 1..128 and open-loop rates, for modelship with
+its defaults, with batching off and (when the binary has it) with the old
+fixed-wait policy, the peers and an empty axum handler (the HTTP ceiling).
+Every server runs at once, pinned to one core, the load generator to the
+other; each point is repeated and the servers interleaved (A B C A B C ...),
+and the tables report medians, since runs here vary by several percent.
 """
+
+from __future__ import annotations
 
 import argparse
 import json
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
-import requests
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report  # noqa: E402
+from servers import LOAD_CPU, ROOT, SERVER_CPU, TARGET, oha, peers, pinned  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-OHA = Path(os.environ.get("MODELSHIP_TOOLS", Path.home() / ".cache/modelship/tools")) / "bin/oha"
-BODY = json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [6.9, 3.1, 5.4, 2.1]}]})
-SERVER_CPU = "0"
-LOAD_CPU = "1"
+HEADING = "## Inference server: modelship vs MLServer vs KServe"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def has_old_policy() -> bool:
+    out = subprocess.run([str(TARGET / "release/modelship-server"), "serve", "--help"], capture_output=True, text=True)
+    return "--batch-wait" in out.stdout
 
 
-def pinned(cpu: str, cmd: list[str]) -> list[str]:
-    return ["taskset", "-c", cpu, *cmd] if shutil.which("taskset") and os.cpu_count() > 1 else cmd
-
-
-class Peer:
-    def __init__(self, name: str, cmd: list[str], port: int, ready_path: str | None, cwd=None, env=None):
-        self.name, self.cmd, self.port, self.ready_path = name, cmd, port, ready_path
-        self.cwd, self.env = cwd, env
-        self.url = f"http://127.0.0.1:{port}/v2/models/iris/infer"
-
-    def __enter__(self):
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="bench-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(pinned(SERVER_CPU, self.cmd), stdout=self.log, stderr=subprocess.STDOUT, cwd=self.cwd, env=self.env)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {Path(self.log.name).read_text()[-3000:]}")
-            try:
-                # Ready means: the readiness route says so (when there is one) and a real request succeeds.
-                if self.ready_path is None or requests.get(f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=1).status_code == 200:
-                    check = requests.post(self.url, data=BODY, headers={"Content-Type": "application/json"}, timeout=5)
-                    if check.status_code == 200:
-                        return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.25)
-        raise RuntimeError(f"{self.name} not ready in 120s: {Path(self.log.name).read_text()[-3000:]}")
-
-    def rss_mib(self) -> float:
-        total = 0
-        pids = [self.proc.pid]
-        try:
-            pids += [int(p) for p in subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()]
-        except OSError:
-            pass
-        for pid in pids:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except OSError:
-                pass
-        return total / 1024
-
-    def __exit__(self, *exc):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def oha(url: str, seconds: int, connections: int, rate: int | None) -> dict:
-    cmd = [str(OHA), "-z", f"{seconds}s", "-c", str(connections), "--no-tui", "--output-format", "json",
-           "-m", "POST", "-H", "Content-Type: application/json", "-d", BODY]
-    if rate:
-        cmd += ["-q", str(rate), "--latency-correction"]
-    out = subprocess.run(pinned(LOAD_CPU, cmd + [url]), capture_output=True, text=True, timeout=seconds + 60)
-    if out.returncode != 0:
-        raise RuntimeError(f"oha failed: {out.stderr}")
-    data = json.loads(out.stdout)
-    codes = data.get("statusCodeDistribution", {})
-    # oha cancels the requests in flight when the time is up and lists them as
-    # "aborted due to deadline": one per connection, not a server error.
-    errors = {k: v for k, v in data.get("errorDistribution", {}).items() if "deadline" not in k}
-    total = sum(codes.values()) + sum(errors.values())
-    ok = codes.get("200", 0)
-    pct = data.get("latencyPercentiles", {})
-    return {
-        "rps": ok / seconds,
-        "p50_ms": (pct.get("p50") or 0) * 1000,
-        "p99_ms": (pct.get("p99") or 0) * 1000,
-        "errors": total - ok,
-        "requests": total,
-    }
-
-
-def mlserver_dir(tmp: Path, port: int) -> Path:
-    sys.path.insert(0, str(ROOT / "models"))
-    import joblib
-    from generate import iris_logistic_regression
-
-    model, _ = iris_logistic_regression()
-    d = tmp / "mlserver"
-    (d / "iris").mkdir(parents=True)
-    joblib.dump(model, d / "iris" / "model.joblib")
-    (d / "iris" / "model-settings.json").write_text(json.dumps({
-        "name": "iris",
-        "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": "./model.joblib"},
-    }))
-    (d / "settings.json").write_text(json.dumps({
-        "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
-        "parallel_workers": 0, "debug": False,
-    }))
-    return d
+def sweep(servers, points, repeats: int, seconds: float, closed: bool) -> dict[str, dict[int, dict]]:
+    runs: dict[str, dict[int, list]] = {s.name: {p: [] for p in points} for s in servers}
+    for rep in range(repeats):
+        for p in points:
+            for s in servers:
+                if closed:
+                    r = oha(s.url, seconds, p)
+                else:
+                    r = oha(s.url, seconds, 64, p)
+                runs[s.name][p].append(r)
+            line = "  ".join(f"{s.name}={runs[s.name][p][-1]['rps']:.0f}" for s in servers)
+            print(f"[{'closed' if closed else 'open'} {p} rep {rep + 1}/{repeats}] {line}", flush=True)
+    return {n: {p: report.median_point(rs) for p, rs in d.items()} for n, d in runs.items()}
 
 
 def runtime_rates() -> list[dict]:
     exe = TARGET / "release/examples/runtime_rate"
     out = subprocess.run(pinned(SERVER_CPU, [str(exe), "iris", "3"]), capture_output=True, text=True, check=True, cwd=ROOT)
-    rates = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
-    import numpy as np
-    import onnxruntime as ort
-
-    sys.path.insert(0, str(ROOT / "models"))
-    from generate import iris_logistic_regression
-
-    x = np.array([[6.9, 3.1, 5.4, 2.1]], dtype=np.float32)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(ROOT / "models/iris.onnx"), opts, providers=["CPUExecutionProvider"])
-    model, _ = iris_logistic_regression()
-    for name, fn in [("onnxruntime (Python)", lambda: sess.run(None, {"input": x})), ("scikit-learn predict (Python)", lambda: model.predict(x))]:
-        n, started = 0, time.perf_counter()
-        while time.perf_counter() - started < 3:
-            fn()
-            n += 1
-        rates.append({"runtime": name, "model": "iris", "inferences_per_second": round(n / (time.perf_counter() - started))})
-    return rates
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=int, default=10, help="length of each load run")
-    ap.add_argument("--connections", type=int, default=32, help="closed-loop concurrency")
-    ap.add_argument("--rate", type=int, default=500, help="open-loop request rate (req/s)")
+    ap.add_argument("--seconds", type=float, default=3, help="length of each load run")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each point (medians are reported)")
+    ap.add_argument("--clients", default="1,2,4,8,16,32,64,128", help="closed-loop concurrencies")
+    ap.add_argument("--rates", default="1000,5000,20000", help="open-loop rates (req/s); the rate where "
+                    "batching-off stops keeping up is added")
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks.md"))
+    ap.add_argument("--plot", default=str(ROOT / "docs/benchmarks-sweep.svg"))
     args = ap.parse_args()
-
-    server = TARGET / "release/modelship-server"
-    empty = TARGET / "release/examples/empty_axum"
+    clients = [int(c) for c in args.clients.split(",")]
+    rates = [int(r) for r in args.rates.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="modelship-bench-"))
-    ports = {k: free_port() for k in ["tract", "ort", "mlserver", "kserve", "empty"]}
-    venv_py = ROOT / ".venv/bin/python"
-    peers = [
-        Peer("modelship (tract)", [str(server), "serve", "--model", "builtin://iris", "--runtime", "tract", "--host", "127.0.0.1", "--port", str(ports["tract"])], ports["tract"], "/v2/health/ready"),
-        Peer("modelship (onnxruntime)", [str(server), "serve", "--model", "builtin://iris", "--runtime", "onnxruntime", "--host", "127.0.0.1", "--port", str(ports["ort"])], ports["ort"], "/v2/health/ready", cwd=ROOT),
-        Peer("MLServer 1.7.1 (mlserver-sklearn)", [str(ROOT / ".venv-mlserver/bin/mlserver"), "start", str(mlserver_dir(tmp, ports["mlserver"]))], ports["mlserver"], "/v2/health/ready"),
-        Peer("KServe 0.21 (kserve.Model + onnxruntime)", [str(venv_py), str(ROOT / "bench/kserve_server.py"), str(ports["kserve"]), str(ROOT / "models/iris.onnx")], ports["kserve"], "/v2/health/ready"),
-        # The empty handler has no readiness route: a successful POST is its readiness.
-        Peer("empty axum handler", [str(empty), str(ports["empty"])], ports["empty"], None),
-    ]
-
-    results = []
-    for peer in peers:
-        print(f"== {peer.name}", flush=True)
-        with peer:
-            oha(peer.url, 2, args.connections, None)  # warm-up, not recorded
-            closed = oha(peer.url, args.seconds, args.connections, None)
-            opened = oha(peer.url, args.seconds, args.connections, args.rate)
-            rss = peer.rss_mib()
-        results.append({"name": peer.name, "closed": closed, "open": opened, "rss_mib": rss})
-        print(json.dumps(results[-1]), flush=True)
-    rates = runtime_rates()
-    write_report(Path(args.out), results, rates, args)
+    started = time.time()
+    with ExitStack() as stack:
+        servers = [stack.enter_context(p) for p in peers(tmp, has_old_policy())]
+        for s in servers:
+            oha(s.url, 2, 32)  # warm-up, not recorded
+        closed = sweep(servers, clients, args.repeats, args.seconds, closed=True)
+        off = closed.get(report.OFF, {})
+        if off:
+            saturation = int(round(max(p["rps"] for p in off.values()) * 1.05, -3))
+            rates = sorted(set(rates + [saturation]))
+        opened = sweep(servers, rates, args.repeats, args.seconds, closed=False)
+        rss = {s.name: s.rss_mib() for s in servers}
+    names = [s.name for s in servers]
+    write(Path(args.out), Path(args.plot), names, closed, opened, rss, runtime_rates(), args, time.time() - started)
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
-def write_report(path: Path, results: list[dict], rates: list[dict], args) -> None:
-    by = {r["name"]: r for r in results}
-    mlserver = next(r for r in results if r["name"].startswith("MLServer"))
-    kserve = next(r for r in results if r["name"].startswith("KServe"))
-    empty = by["empty axum handler"]
+def write(path, plot_path, names, closed, opened, rss, rates, args, elapsed) -> None:
+    report.plot(plot_path, names, closed)
+    at = 32 if 32 in closed.get(report.DEFAULT, {}) else max(closed[report.DEFAULT])
+    ms = closed[report.DEFAULT][at]["rps"]
+    ratio = {n: ms / max(closed[n][at]["rps"], 1e-9) for n in names}
+    mlserver = next(n for n in names if n.startswith("MLServer"))
+    kserve = next(n for n in names if n.startswith("KServe"))
+    empty = "empty axum handler"
     lines = [
-        "## Inference server: modelship vs MLServer vs KServe",
+        HEADING,
         "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on this project's CI machine kind "
-        f"({os.cpu_count()} cores; each server pinned to core {SERVER_CPU}, the load generator oha to core {LOAD_CPU}), "
-        "same Iris logistic-regression model, one row per request, v2 JSON over HTTP/1.1 on 127.0.0.1.",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on this project's machine kind "
+        f"({os.cpu_count()} cores; every server pinned to core {SERVER_CPU}, the load generator oha to core {LOAD_CPU}), "
+        "same Iris logistic-regression model, one row per request, v2 JSON over HTTP/1.1 on 127.0.0.1. "
+        f"Each point ran {args.repeats} times for {args.seconds:g} s, the servers interleaved; the figures are "
+        f"medians. The whole run took {elapsed / 60:.0f} min.",
         "",
-        "Command: `make bench-server` "
-        f"(`bench/bench_server.py --seconds {args.seconds} --connections {args.connections} --rate {args.rate}`).",
+        f"Command: `make bench-server` (`bench/bench_server.py --seconds {args.seconds:g} --repeats {args.repeats} "
+        f"--clients {args.clients} --rates {args.rates}`).",
         "",
-        f"### Closed loop: {args.connections} connections, {args.seconds}s",
+        f"**Headline, at {at} closed-loop clients**: modelship {ms:,.0f} req/s, {ratio[mlserver]:.0f}x MLServer and "
+        f"{ratio[kserve]:.0f}x KServe; the empty axum handler (no work at all) makes "
+        f"{closed[empty][at]['rps'] / ms:.2f}x modelship's rate.",
         "",
-        "| server | req/s | p50 ms | p99 ms | errors | RSS MiB | × MLServer req/s | × KServe req/s | ÷ empty axum req/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        c = r["closed"]
-        lines.append(
-            f"| {r['name']} | {c['rps']:.0f} | {c['p50_ms']:.2f} | {c['p99_ms']:.2f} | {c['errors']} | {r['rss_mib']:.0f} | "
-            f"{c['rps'] / max(mlserver['closed']['rps'], 1e-9):.1f} | {c['rps'] / max(kserve['closed']['rps'], 1e-9):.1f} | "
-            f"{empty['closed']['rps'] / max(c['rps'], 1e-9):.2f} |"
-        )
-    lines += [
+        f"### Closed loop: req/s (p99 ms) by concurrent clients",
         "",
-        f"### Open loop: {args.rate} req/s offered, {args.seconds}s (latency corrected for coordinated omission)",
+        *report.closed_table(names, closed),
         "",
-        "| server | achieved req/s | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        o = r["open"]
-        lines.append(f"| {r['name']} | {o['rps']:.0f} | {o['p50_ms']:.2f} | {o['p99_ms']:.2f} | {o['errors']} |")
-    lines += [
+        f"![req/s and p99 against clients]({plot_path.name})",
+        "",
+        "The acceptance column checks the batching policy at each point: modelship's default must reach 95% of "
+        "the better of batching off and the old policy, with a p99 no worse than batching off's by more than 10% "
+        "or 0.1 ms (and at 64 clients at least the old policy's rate).",
+        "",
+        "### Open loop: achieved req/s (p99 ms) by offered rate (64 connections, latency corrected)",
+        "",
+        *report.open_table(names, opened),
+        "",
+        "Memory after the run (RSS, MiB): " + ", ".join(f"{n} {v:.0f}" for n, v in rss.items()) + ".",
         "",
         "### In-process model rate (the ceiling), one row per call, one thread",
         "",
         "| runtime | inferences/s |",
         "|---|---:|",
-    ]
-    for r in rates:
-        lines.append(f"| {r['runtime']} | {r.get('inferences_per_second', r.get('error'))} |")
-    lines += [
+        *[f"| {r['runtime']} | {r.get('inferences_per_second', r.get('error'))} |" for r in rates],
         "",
-        "Peers: MLServer 1.7.1 + mlserver-sklearn (the same scikit-learn model as joblib, `parallel_workers: 0`), "
-        "KServe 0.21 `kserve.Model` wrapping onnxruntime 1.31.1 on the same ONNX file (one uvicorn worker). "
-        "modelship runs its defaults (dynamic batching on, max batch 32, max delay 1ms, waited only under load).",
+        "Servers: modelship's defaults (dynamic batching, max batch 32, waits at most `--max-batch-delay` 1 ms and "
+        "only for requests already admitted), `--max-batch-size 1` (batching off), `--batch-wait fixed` (the old "
+        "policy: under load, wait the whole delay); MLServer 1.7.1 + mlserver-sklearn (the same scikit-learn model "
+        "as joblib, `parallel_workers: 0`); KServe 0.21 `kserve.Model` wrapping onnxruntime on the same ONNX file "
+        "(one uvicorn worker).",
         "",
     ]
-    section = "\n".join(lines)
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start = text.find("## Inference server: modelship vs MLServer vs KServe")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(f"wrote {path}")
+    report.replace_section(path, HEADING, "\n".join(lines))
+    print(f"wrote {path} and {plot_path}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 #   oha            -> ~/.cache/modelship/tools/bin/oha   (cargo install --locked)
 #   MLServer       -> .venv-mlserver                    (mlserver + mlserver-sklearn from PyPI)
 #   KServe server  -> .venv                             (kserve is already a test dependency)
+#   matplotlib     -> .venv                             (the sweep's plot)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OHA_VERSION=1.16.0
@@ -15,6 +16,11 @@ for pkg in util-linux; do # taskset
   dpkg -s "$pkg" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$pkg" >/dev/null; }
 done
 scripts/setup-python.sh
+plot_req=bench/requirements-plot.txt
+if [[ "$(cat .venv/.plot-requirements.sha256 2>/dev/null)" != "$(sha256sum "$plot_req" | cut -d' ' -f1)" ]]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check -r "$plot_req"
+  sha256sum "$plot_req" | cut -d' ' -f1 > .venv/.plot-requirements.sha256
+fi
 venv=.venv-mlserver
 req=bench/requirements-mlserver.txt
 want=$(sha256sum "$req" | cut -d' ' -f1)

@@ -36,7 +36,7 @@ fn examples_are_valid_model_deployments() {
             md.metadata
                 .namespace
                 .get_or_insert_with(|| "default".into());
-            if let Err(e) = modelship_operator::validate::validate(&md) {
+            if let Err(e) = modelship_operator::validate::validate(&md, &Default::default()) {
                 panic!("{}: {e}", path.display());
             }
             seen += 1;

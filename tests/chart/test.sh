@@ -16,7 +16,8 @@
 # (the CRD stays). The operator's pod never starts there (no node): the
 # chart's RBAC is what is proven.
 #
-# Ends with "N passed, N failed" (", N skipped" when any were).
+# The harness is hack/lib/harness.sh: PASS/FAIL/SKIP per test, then
+# "N passed, N failed, N skipped"; REQUIRE_NO_SKIP=1 makes a skip a failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -30,7 +31,9 @@ RELEASE=modelship
 RELEASE_NS=modelship-system
 SA="system:serviceaccount:$RELEASE_NS:modelship"
 WORK="$(mktemp -d /tmp/modelship-chart-tests.XXXXXX)"
-PASSED=0 FAILED=0 SKIPPED=0
+TEST_LOGS="$WORK"
+# shellcheck source=../../hack/lib/harness.sh
+source "$ROOT/hack/lib/harness.sh"
 STARTED_CLUSTER=0
 
 # Tools: helm and kubectl come from the local cluster's build cache.
@@ -39,33 +42,16 @@ eval "$("$CLUSTER_SH" env)"
 command -v helm >/dev/null || { echo "helm not found after hack/cluster/cluster.sh env" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is needed" >&2; exit 1; }
 
-cleanup() {
+# stop_cluster: the control plane goes unless it was there before or
+# KEEP_CLUSTER=1; also on an early exit.
+stop_cluster() {
   if [ "$STARTED_CLUSTER" = 1 ] && [ "${KEEP_CLUSTER:-0}" != 1 ]; then
-    "$CLUSTER_SH" down >"$WORK/cluster-down.log" 2>&1 || { echo "cluster down failed: see $WORK/cluster-down.log" >&2; FAILED=1; }
-  fi
-  if [ "$FAILED" = 0 ] && [ "${KEEP_LOGS:-0}" != 1 ]; then rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
-# run_test NAME FUNCTION: a test passes when its function returns 0; its output
-# goes to $WORK/NAME.log and is shown when it fails. A function that prints
-# "SKIP: reason" and returns 77 is skipped. The function runs in a background
-# subshell so that `set -e` holds inside it (bash ignores -e in a function
-# called as `f || ...`): its first failing command fails the test.
-run_test() {
-  local name="$1" rc=0
-  ( set -e; "$2" ) >"$WORK/$name.log" 2>&1 &
-  wait $! || rc=$?
-  if [ "$rc" = 0 ]; then
-    echo "PASS $name"; PASSED=$((PASSED + 1))
-  elif [ "$rc" = 77 ]; then
-    echo "SKIP $name ($(grep -m1 '^SKIP:' "$WORK/$name.log" | sed 's/^SKIP: //'))"; SKIPPED=$((SKIPPED + 1))
-  else
-    echo "FAIL $name"; tail -n 30 "$WORK/$name.log" | sed 's/^/    /'; FAILED=$((FAILED + 1))
+    STARTED_CLUSTER=0
+    "$CLUSTER_SH" down >"$WORK/cluster-down.log" 2>&1 || { echo "cluster down failed: see $WORK/cluster-down.log" >&2; return 1; }
   fi
 }
+trap stop_cluster EXIT
 
-fail() { echo "FAILED: $*"; return 1; }
 render() { helm template "$RELEASE" "$CHART" -n "$RELEASE_NS" "$@"; }
 # kinds FILE: "Kind/namespace/name" of every object in a rendered stream.
 kinds() {
@@ -231,9 +217,9 @@ cluster_up() {
   else
     STARTED_CLUSTER=1
   fi
-  local before=$FAILED
+  local before=$HARNESS_FAILED
   run_test control_plane_up test_control_plane_up
-  [ "$FAILED" = "$before" ]
+  [ "$HARNESS_FAILED" = "$before" ]
 }
 
 test_server_side_dry_run() {
@@ -308,7 +294,7 @@ test_operator_runs_with_chart_rbac() {
   for candidate in "${MODELSHIP_OPERATOR_BIN:-}" "$CARGO_TARGET_DIR/release/modelship-operator" "$CARGO_TARGET_DIR/debug/modelship-operator"; do
     if [ -n "$candidate" ] && [ -x "$candidate" ]; then bin="$candidate"; break; fi
   done
-  if [ -z "$bin" ]; then echo "SKIP: no modelship-operator binary (cargo build -p modelship-operator)"; return 77; fi
+  [ -n "$bin" ] || skip "no modelship-operator binary (cargo build -p modelship-operator)"
   echo "operator binary: $bin"
   local kc="$WORK/sa.kubeconfig" server ca token
   server="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
@@ -367,19 +353,12 @@ run_test template_all_namespaces test_template_all_namespaces
 run_test template_watch_namespaces test_template_watch_namespaces
 run_test rbac_rules_grant_no_secrets_or_wildcards test_rbac_rules_grant_no_secrets_or_wildcards
 run_test bad_values_are_refused_with_a_message test_bad_values_are_refused_with_a_message
+CLUSTER_TESTS="server_side_dry_run install_all_namespaces_rbac upgrade_to_namespaced_rbac
+  operator_runs_with_chart_rbac uninstall_keeps_only_the_crd"
 if [ "${CHART_TESTS_OFFLINE:-0}" = 1 ]; then
-  echo "SKIP cluster tests (CHART_TESTS_OFFLINE=1)"; SKIPPED=$((SKIPPED + 1))
+  for t in $CLUSTER_TESTS; do skip_test "$t" "CHART_TESTS_OFFLINE=1"; done
 elif cluster_up; then
-  run_test server_side_dry_run test_server_side_dry_run
-  run_test install_all_namespaces_rbac test_install_all_namespaces_rbac
-  run_test upgrade_to_namespaced_rbac test_upgrade_to_namespaced_rbac
-  run_test operator_runs_with_chart_rbac test_operator_runs_with_chart_rbac
-  run_test uninstall_keeps_only_the_crd test_uninstall_keeps_only_the_crd
+  for t in $CLUSTER_TESTS; do run_test "$t" "test_$t"; done
 fi
-
-if [ "$SKIPPED" -gt 0 ]; then
-  printf '%d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
-else
-  printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
-fi
-[ "$FAILED" = 0 ]
+stop_cluster || harness_failed "control_plane_down: see $WORK/cluster-down.log"
+harness_summary

@@ -35,8 +35,9 @@
 # iris-rf listens on the node address (the cluster's bridge, 10.233.64.1), on
 # a port of its own, and stops with the script. Bounds (seconds) can be
 # widened for slow machines: E2E_READY_BOUND, E2E_SCALE_BOUND.
-# Ends with "N passed, N failed" (", N skipped" when any were).
-# E2E_REQUIRE_CLUSTER=1 (make test-e2e) turns "cannot run here" into a failure.
+# The harness is hack/lib/harness.sh: PASS/FAIL/SKIP per test, then
+# "N passed, N failed, N skipped". REQUIRE_NO_SKIP=1 (make test-e2e) turns
+# "cannot run here" into a failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -52,7 +53,9 @@ READY_BOUND="${E2E_READY_BOUND:-120}"
 SCALE_BOUND="${E2E_SCALE_BOUND:-180}"
 OPERATOR_REPLICAS=2
 WORK="$(mktemp -d /tmp/modelship-e2e.XXXXXX)"
-PASSED=0 FAILED=0 SKIPPED=0
+TEST_LOGS="$WORK"
+# shellcheck source=../../hack/lib/harness.sh
+source "$ROOT/hack/lib/harness.sh"
 FILE_SERVER_PID=""
 
 eval "$("$CLUSTER_SH" env)"
@@ -64,32 +67,14 @@ cleanup() {
     helm uninstall "$RELEASE" -n "$RELEASE_NS" --ignore-not-found >/dev/null 2>&1 || true
     kubectl delete namespace "$RELEASE_NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
   fi
-  if [ "$FAILED" = 0 ] && [ "${KEEP_LOGS:-0}" != 1 ]; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
-run_test() {
-  local name="$1" rc=0 start=$SECONDS
-  ( set -e; "$2" ) >"$WORK/$name.log" 2>&1 &
-  wait $! || rc=$?
-  if [ "$rc" = 0 ]; then
-    echo "PASS $name ($((SECONDS - start)) s)"; PASSED=$((PASSED + 1))
-    grep '^MEASURED' "$WORK/$name.log" | sed 's/^/    /' || true
-  else
-    echo "FAIL $name"; tail -n 40 "$WORK/$name.log" | sed 's/^/    /'; FAILED=$((FAILED + 1))
-  fi
-}
+# skip_all REASON: the suite cannot run here; every test is reported skipped.
 skip_all() {
-  local reason="$1" t
-  for t in helm_install_operator_ready $AFTER_INSTALL; do
-    echo "SKIP $t ($reason)"; SKIPPED=$((SKIPPED + 1))
-  done
-  # make test-e2e has set the cluster up: there, a skip is a failure.
-  if [ "${E2E_REQUIRE_CLUSTER:-0}" = 1 ]; then
-    echo "FAILED: E2E_REQUIRE_CLUSTER=1 and the suite could not run: $reason"; FAILED=$((FAILED + 1))
-  fi
+  local t
+  for t in helm_install_operator_ready $AFTER_INSTALL; do skip_test "$t" "$1"; done
 }
-fail() { echo "FAILED: $*"; return 1; }
 AFTER_INSTALL="iris_ready_and_predicts rolling_update_under_load autoscaling_out_and_in
   missing_model_is_degraded_then_fixed operator_killed_standby_takes_over delete_removes_children
   uninstall_keeps_only_the_crd"
@@ -328,21 +313,19 @@ YAML
   kubectl -n "$NS" delete mdep scaled --wait=true
 }
 
-test_operator_killed_standby_takes_over() {
-  local leader standby pid t0 name restarts
-  leader="$(lease_holder)"
-  standby="$(operator_pods | grep -vx "$leader" | head -n 1)"
-  [ -n "$leader" ] && [ -n "$standby" ] || fail "need a leader and a standby (leader '$leader', standby '$standby')"
-  # Only the leader reconciles: the standby has run no reconciliation at all,
-  # though the earlier tests made the leader run many.
-  [ "$(operator_metric "$standby" modelship_operator_reconciliations_total)" = 0 ] \
-    || fail "the standby $standby reconciled"
-  [ "$(operator_metric "$leader" modelship_operator_reconciliations_total)" -gt 0 ] || fail "the leader never reconciled"
+# only_the_leader_reconciles LEADER STANDBY: the standby has run no
+# reconciliation at all, though the earlier tests made the leader run many.
+only_the_leader_reconciles() {
+  [ "$(operator_metric "$2" modelship_operator_reconciliations_total)" = 0 ] || fail "the standby $2 reconciled"
+  [ "$(operator_metric "$1" modelship_operator_reconciliations_total)" -gt 0 ] || fail "the leader never reconciled"
+}
 
-  # 1. Killed mid-flight: SIGKILL to the leader's process right after three
-  # ModelDeployments are created. Its container restarts under the same
-  # identity and, the Lease being its own, leads again at once; nothing may
-  # be lost or made twice.
+# leader_killed_mid_flight_loses_nothing LEADER: SIGKILL to the leader's
+# process right after three ModelDeployments are created. Its container
+# restarts under the same identity and, the Lease being its own, leads again
+# at once; nothing may be lost or made twice.
+leader_killed_mid_flight_loses_nothing() {
+  local leader="$1" pid t0 name
   for name in kill-a kill-b kill-c; do
     printf 'apiVersion: modelship.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: %s}\nspec: {model: {uri: "builtin://iris"}}\n---\n' "$name"
   done | kubectl -n "$NS" apply -f -
@@ -355,28 +338,30 @@ test_operator_killed_standby_takes_over() {
   done
   echo "MEASURED leader killed mid-flight to all three Ready: $((SECONDS - t0)) s (lease held by $(lease_holder))"
   children_are_single kill-a kill-b kill-c
+}
 
-  # 2. The standby takes over: SIGSTOP freezes the leader (a hung or cut-off
-  # process: it can neither renew nor release the Lease, and its pod is not
-  # replaced). The standby must take the Lease once it expires and reconcile.
-  leader="$(lease_holder)"
-  standby="$(operator_pods | grep -vx "$leader" | head -n 1)"
-  restarts="$(kubectl -n "$RELEASE_NS" get pod "$leader" -o jsonpath='{.status.containerStatuses[0].restartCount}')"
-  pid="$(operator_pid "$leader")" || fail "no process of $leader on the node"
+# standby_takes_over_a_frozen_leader LEADER STANDBY PID: with the leader
+# frozen (SIGSTOP: a hung or cut-off process, which can neither renew nor
+# release the Lease, and whose pod is not replaced), the standby takes the
+# Lease once it expires and reconciles.
+standby_takes_over_a_frozen_leader() {
+  local leader="$1" standby="$2" pid="$3" t0=$SECONDS
   kill -STOP "$pid"
-  t0=$SECONDS
   echo "SIGSTOP to the leader $leader (pid $pid)"
-  if ! wait_for 60 "the standby $standby to take the Lease" 'test "$(lease_holder)" = "$standby"'; then
-    kill -CONT "$pid"; return 1
-  fi
+  wait_for 60 "the standby $standby to take the Lease" 'test "$(lease_holder)" = "$standby"'
   echo "MEASURED leader frozen to standby holding the Lease: $((SECONDS - t0)) s (Lease duration 15 s)"
   printf 'apiVersion: modelship.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: kill-d}\nspec: {model: {uri: "builtin://iris"}}\n' |
     kubectl -n "$NS" apply -f -
-  kubectl -n "$NS" wait mdep/kill-d --for=condition=Ready --timeout="${READY_BOUND}s" || { kill -CONT "$pid"; return 1; }
-  [ "$(operator_metric "$standby" modelship_operator_leader)" = 1 ] || { kill -CONT "$pid"; fail "$standby does not say it leads"; }
-  [ "$(operator_metric "$standby" modelship_operator_reconciliations_total)" -gt 0 ] || { kill -CONT "$pid"; fail "$standby did not reconcile"; }
-  # Thawed, the old leader finds the Lease taken and exits, so that it never
-  # reconciles beside the new one; restarted, it stands by.
+  kubectl -n "$NS" wait mdep/kill-d --for=condition=Ready --timeout="${READY_BOUND}s"
+  [ "$(operator_metric "$standby" modelship_operator_leader)" = 1 ] || fail "$standby does not say it leads"
+  [ "$(operator_metric "$standby" modelship_operator_reconciliations_total)" -gt 0 ] || fail "$standby did not reconcile"
+}
+
+# thawed_leader_steps_down LEADER STANDBY PID RESTARTS: thawed, the old
+# leader finds the Lease taken and exits, so that it never reconciles beside
+# the new one; restarted, it stands by.
+thawed_leader_steps_down() {
+  local leader="$1" standby="$2" pid="$3" restarts="$4"
   kill -CONT "$pid"
   wait_for 60 "the old leader $leader to step down and come back" \
     'test "$(kubectl -n "$RELEASE_NS" get pod "$leader" -o jsonpath="{.status.containerStatuses[0].restartCount}")" -gt "$restarts" &&
@@ -386,6 +371,24 @@ test_operator_killed_standby_takes_over() {
   [ "$(lease_holder)" = "$standby" ] || fail "the Lease went back to $(lease_holder)"
   [ "$(operator_metric "$leader" modelship_operator_leader)" = 0 ] || fail "the restarted $leader leads too"
   [ "$(operator_metric "$leader" modelship_operator_reconciliations_total)" = 0 ] || fail "the restarted $leader reconciles"
+}
+
+test_operator_killed_standby_takes_over() {
+  local leader standby pid restarts
+  leader="$(lease_holder)"
+  standby="$(operator_pods | grep -vx "$leader" | head -n 1)"
+  [ -n "$leader" ] && [ -n "$standby" ] || fail "need a leader and a standby (leader '$leader', standby '$standby')"
+  only_the_leader_reconciles "$leader" "$standby"
+  leader_killed_mid_flight_loses_nothing "$leader"
+
+  leader="$(lease_holder)"
+  standby="$(operator_pods | grep -vx "$leader" | head -n 1)"
+  restarts="$(kubectl -n "$RELEASE_NS" get pod "$leader" -o jsonpath='{.status.containerStatuses[0].restartCount}')"
+  pid="$(operator_pid "$leader")" || fail "no process of $leader on the node"
+  # Whatever fails from here on, the frozen process is thawed.
+  trap "kill -CONT $pid 2>/dev/null || true" EXIT
+  standby_takes_over_a_frozen_leader "$leader" "$standby" "$pid"
+  thawed_leader_steps_down "$leader" "$standby" "$pid" "$restarts"
   children_are_single kill-a kill-b kill-c kill-d
   kubectl -n "$NS" delete mdep kill-a kill-b kill-c kill-d --wait=true
 }
@@ -473,18 +476,10 @@ else
   export CRD_OWNER
   start_file_server
   run_test helm_install_operator_ready test_helm_install_operator_ready
-  if [ "$FAILED" = 0 ]; then
+  if [ "$HARNESS_FAILED" = 0 ]; then
     for t in $AFTER_INSTALL; do run_test "$t" "test_$t"; done
   else
-    for t in $AFTER_INSTALL; do
-      echo "SKIP $t (the operator is not installed)"; SKIPPED=$((SKIPPED + 1))
-    done
+    for t in $AFTER_INSTALL; do skip_test "$t" "the operator is not installed"; done
   fi
 fi
-
-if [ "$SKIPPED" -gt 0 ]; then
-  printf '%d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
-else
-  printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
-fi
-[ "$FAILED" = 0 ]
+harness_summary

@@ -57,7 +57,7 @@ OPERATOR_BIN="$CARGO_TARGET_DIR/$PROFILE/modelship-operator" \
 
 status=0
 step "tests/e2e/e2e.sh"
-E2E_REQUIRE_CLUSTER=1 tests/e2e/e2e.sh || status=1
+REQUIRE_NO_SKIP=1 tests/e2e/e2e.sh || status=1
 
 step "operator: pod failures on a full cluster"
 MODELSHIP_TEST_KUBECONFIG="$MODELSHIP_CLUSTER_DIR/kubeconfig" MODELSHIP_TEST_FULL_CLUSTER=1 \

@@ -1,8 +1,11 @@
 """The web page in a real browser: Debian's headless Chromium driven by Playwright.
 
 Fills the Iris form, submits, reads the predicted class; scores pasted CSV rows;
-shows a server error in words; and does all that at a phone's width too. The
-screenshot of the answered form is written to docs/screenshots/web-page.png.
+shows a server error in words; and does all that at a phone's width too.
+Screenshots of the answered form, the batch table and the phone width go to
+$MODELSHIP_SCREENSHOTS_DIR, by default $MODELSHIP_ARTIFACTS/screenshots
+(/tmp/modelship-artifacts/screenshots), outside the tree: a test run leaves
+the checkout as it was. `make screenshots` writes them to docs/screenshots/.
 """
 
 import io
@@ -17,7 +20,9 @@ import requests
 from conftest import FLOWERS
 
 CHROMIUM = os.environ.get("MODELSHIP_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ARTIFACTS = Path(os.environ.get("MODELSHIP_ARTIFACTS", "/tmp/modelship-artifacts"))
+SCREENSHOTS = Path(os.environ.get("MODELSHIP_SCREENSHOTS_DIR") or ARTIFACTS / "screenshots")
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 # Flags for a sandboxed machine without internet: no GPU, no background calls home.
 CHROMIUM_ARGS = [
     "--headless",
@@ -108,7 +113,6 @@ def test_form_predicts_virginica_and_draws_bars(server, page):
     pcts = [float(bars.nth(i).locator(".pct").inner_text().rstrip("%")) for i in range(3)]
     assert abs(sum(pcts) - 100) < 0.5 and pcts[2] == max(pcts)
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     png = page.screenshot(path=str(SCREENSHOTS / "web-page.png"), full_page=True)
     assert distinct_colors(png) > 50, "the screenshot looks blank"
 

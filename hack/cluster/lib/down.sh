@@ -78,12 +78,11 @@ unmount_under() { # unmount_under DIR: every mount at or below DIR, deepest firs
   done
 }
 
-cluster_down() {
-  local host_before="$RUN_DIR/host-before" node=false
-  [ -f "$host_before" ] && node=true
-  BIN="$(bin_dir)"
-
-  if $node; then
+# stop_processes NODE: the components in reverse start order (the kubelet
+# and the pods before containerd when NODE is true), then any stray process
+# of this state dir.
+stop_processes() {
+  if "$1"; then
     stop_proc kubelet
     remove_pods
     stop_proc containerd
@@ -96,43 +95,70 @@ cluster_down() {
     # shellcheck disable=SC2086
     kill -KILL $strays 2>/dev/null || true
   fi
+}
 
+# remove_pod_netns HOST_BEFORE: network namespaces the runtime made for pods
+# (cni-*), not the ones there before up.
+remove_pod_netns() {
+  local ns
+  for ns in $(ip -o netns list 2>/dev/null | awk '{print $1}' | grep '^cni-'); do
+    grep -qx "netns $ns" "$1" 2>/dev/null && continue
+    ip netns delete "$ns" 2>/dev/null || true
+  done
+}
+
+# The bridge and the host's routing to the Service range (lib/node.sh).
+remove_network() {
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then log "removing bridge $BRIDGE"; ip link delete "$BRIDGE"; fi
+  ip route del unreachable "$SERVICE_CIDR" 2>/dev/null || true
+  while ip rule del pref "$SERVICE_RULE_PREF" 2>/dev/null; do :; done
+  ip route flush table "$SERVICE_ROUTE_TABLE" 2>/dev/null || true
+}
+
+# remove_node_pieces HOST_BEFORE: what a full-mode node made host-wide.
+remove_node_pieces() {
+  kill_cgroup_processes
+  [ -x "$BIN/kube-proxy" ] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  remove_iptables
+  remove_pod_netns "$1"
+  unmount_under /run/containerd
+  remove_network
+  remove_cgroups
+}
+
+# restore_host_state HOST_BEFORE: sysctls back to their recorded values,
+# host paths that up made removed.
+restore_host_state() {
+  local kind name value path
+  while read -r kind name value; do
+    [ "$kind" = sysctl ] || continue
+    path="$(sysctl_path "$name")"
+    [ "$(tr '\t' ' ' < "$path")" = "$value" ] || echo "$value" > "$path" 2>/dev/null || log "WARNING: could not restore $name"
+  done < "$1"
+  for path in "${HOST_PATHS[@]}"; do
+    grep -qx "path $path" "$1" && continue
+    [ -e "$path" ] || continue
+    unmount_under "$path"
+    if [ "$path" = /run/netns ]; then
+      rmdir "$path" 2>/dev/null || true # others may keep namespaces there
+    else
+      rm -rf "$path"
+    fi
+  done
+}
+
+cluster_down() {
+  local host_before="$RUN_DIR/host-before" node=false
+  [ -f "$host_before" ] && node=true
+  BIN="$(bin_dir)"
+  stop_processes "$node"
   # The node's host-wide pieces: when this state dir made them, or when its
   # record is lost but the bridge says it is ours.
   if $node || [ "$(bridge_owner)" = "$STATE_DIR" ]; then
-    kill_cgroup_processes
-    [ -x "$BIN/kube-proxy" ] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
-    remove_iptables
-    # Network namespaces the runtime made for pods (cni-*), not there before.
-    local ns
-    for ns in $(ip -o netns list 2>/dev/null | awk '{print $1}' | grep '^cni-'); do
-      grep -qx "netns $ns" "$host_before" 2>/dev/null && continue
-      ip netns delete "$ns" 2>/dev/null || true
-    done
-    unmount_under /run/containerd
-    if ip link show "$BRIDGE" >/dev/null 2>&1; then log "removing bridge $BRIDGE"; ip link delete "$BRIDGE"; fi
-    ip route del unreachable "$SERVICE_CIDR" 2>/dev/null || true
-    while ip rule del pref "$SERVICE_RULE_PREF" 2>/dev/null; do :; done
-    ip route flush table "$SERVICE_ROUTE_TABLE" 2>/dev/null || true
-    remove_cgroups
+    remove_node_pieces "$host_before"
   fi
   if [ -f "$host_before" ]; then
-    local kind name value path
-    while read -r kind name value; do
-      [ "$kind" = sysctl ] || continue
-      path="$(sysctl_path "$name")"
-      [ "$(tr '\t' ' ' < "$path")" = "$value" ] || echo "$value" > "$path" 2>/dev/null || log "WARNING: could not restore $name"
-    done < "$host_before"
-    for path in "${HOST_PATHS[@]}"; do
-      grep -qx "path $path" "$host_before" && continue
-      [ -e "$path" ] || continue
-      unmount_under "$path"
-      if [ "$path" = /run/netns ]; then
-        rmdir "$path" 2>/dev/null || true # others may keep namespaces there
-      else
-        rm -rf "$path"
-      fi
-    done
+    restore_host_state "$host_before"
   fi
   if [ -d "$STATE_DIR" ]; then
     unmount_under "$STATE_DIR"

@@ -251,12 +251,11 @@ YAML
   wait_for "kube-proxy health" 60 kube-proxy curl -sf "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz"
 }
 
-# metrics-server runs on the host (not in a pod), listening on the bridge
-# address; a selector-less Service with a hand-made Endpoints object and an
-# APIService hand it to the API server's aggregator.
-start_metrics_server() {
-  local kc="$CONF_DIR/metrics-server.kubeconfig"
-  kctl apply -f - >/dev/null <<YAML
+# metrics_server_rbac: what metrics-server may read (the kubelets' metrics,
+# pods and nodes), the delegated authentication and authorization it needs as
+# an aggregated API server, and the aggregated reader role for view/edit/admin.
+metrics_server_rbac() {
+  cat <<YAML
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: "system:metrics-server"}
@@ -298,7 +297,14 @@ rules:
 - apiGroups: [metrics.k8s.io]
   resources: [pods, nodes]
   verbs: [get, list, watch]
----
+YAML
+}
+
+# metrics_api_service: metrics.k8s.io served by the host's metrics-server
+# process through a Service without a selector (its Endpoints name the bridge
+# address), registered with the aggregator.
+metrics_api_service() {
+  cat <<YAML
 apiVersion: v1
 kind: Service
 metadata: {name: metrics-server, namespace: kube-system}
@@ -323,6 +329,10 @@ spec:
   insecureSkipTLSVerify: true
   service: {name: metrics-server, namespace: kube-system, port: 443}
 YAML
+}
+
+run_metrics_server() {
+  local kc="$CONF_DIR/metrics-server.kubeconfig"
   mkdir -p "$STATE_DIR/metrics-server"
   start_proc metrics-server "$BIN/metrics-server" \
     --kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
@@ -330,6 +340,14 @@ YAML
     --cert-dir="$STATE_DIR/metrics-server" \
     --kubelet-certificate-authority="$PKI_DIR/ca.crt" --kubelet-preferred-address-types=InternalIP --kubelet-port="$KUBELET_PORT" \
     --metric-resolution=10s --kubelet-request-timeout=5s --v=1
+}
+
+# metrics-server runs on the host (not in a pod), listening on the bridge
+# address; a selector-less Service with a hand-made Endpoints object and an
+# APIService hand it to the API server's aggregator.
+start_metrics_server() {
+  { metrics_server_rbac; echo ---; metrics_api_service; } | kctl apply -f - >/dev/null
+  run_metrics_server
   wait_for "metrics.k8s.io APIService available" 90 metrics-server \
     sh -c "'$BIN/kubectl' --kubeconfig='$KUBECONFIG_FILE' get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type==\"Available\")].status}' | grep -qx True"
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Proof tests of the local cluster (issue 3): hack/cluster/test/run.sh [control-plane] [full]
+# Proof tests of the local cluster (make test-cluster):
+#   hack/cluster/test/run.sh [control-plane] [full]
 # Brings each mode up, proves it works, brings it down and proves that
-# nothing is left behind. Closes with "N passed, N failed[, N skipped]".
+# nothing is left behind. The harness is hack/lib/harness.sh: it closes with
+# "N passed, N failed, N skipped"; REQUIRE_NO_SKIP=1 makes a skip a failure.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CLUSTER="$here/../cluster.sh"
@@ -9,8 +11,9 @@ CLUSTER="$here/../cluster.sh"
 source "$here/../lib/common.sh"
 # shellcheck source=../lib/node.sh
 source "$here/../lib/node.sh"
-# shellcheck source=lib.sh
-source "$here/lib.sh"
+TEST_LOGS="${TEST_LOGS:-$(mktemp -d /tmp/modelship-cluster-tests.XXXXXX)}"
+# shellcheck source=../../lib/harness.sh
+source "$here/../../lib/harness.sh"
 
 modes=("$@")
 [ "${#modes[@]}" -gt 0 ] || modes=(control-plane full)
@@ -72,6 +75,27 @@ assert_listens_only_locally() {
     done < <(ss -ltunpH | grep -E "pid=$pid," || true)
   done
   [ "$bad" -eq 0 ] || fail "a cluster process listens on a non-local address"
+}
+
+# --- the binary cache ----------------------------------------------------------
+# The key is the pins' content: a copy of this folder elsewhere, its comments
+# and go.mod's module line changed, has the same key; a pin change has another.
+t_cache_key_ignores_the_folder() {
+  local copy; copy="$(mktemp -d)/moved/elsewhere"
+  mkdir -p "$copy"
+  cp -r "$CLUSTER_SRC/versions.env" "$CLUSTER_SRC/build" "$CLUSTER_SRC/lib" "$copy/"
+  local key moved
+  key="$(pins_hash)"
+  moved="$(CLUSTER_SRC="$copy" pins_hash)"
+  echo "key here: $key, key of the copy in $copy: $moved"
+  [ "$key" = "$moved" ] || fail "a copy of the folder elsewhere has another cache key"
+  sed -i '1s/.*/# these pins moved to another folder/' "$copy/versions.env"
+  sed -i 's#^module .*#module example.invalid/another/folder#' "$copy/build/go.mod"
+  [ "$(CLUSTER_SRC="$copy" pins_hash)" = "$key" ] || fail "a comment or the module line changed the cache key"
+  sed -i 's/^HELM_VERSION=.*/HELM_VERSION=v0.0.1/' "$copy/versions.env"
+  [ "$(CLUSTER_SRC="$copy" pins_hash)" != "$key" ] || fail "a pin change kept the cache key"
+  [ "$(bin_dir)" = "$CACHE_ROOT/$key/bin" ] || fail "the binary cache is not named by the key alone: $(bin_dir)"
+  rm -rf "$(dirname "$(dirname "$copy")")"
 }
 
 # --- control-plane mode --------------------------------------------------------
@@ -386,13 +410,14 @@ echo "cluster tests: building or reusing binaries"
 BIN="$("$CLUSTER" build)"
 export BIN
 "$CLUSTER" down >/dev/null 2>&1 || true
+run_test cache_key_ignores_the_folder t_cache_key_ignores_the_folder
 
 for mode in "${modes[@]}"; do
   case "$mode" in
     control-plane)
-      failed_before=$FAILED
+      failed_before=$HARNESS_FAILED
       run_test cp_up t_cp_up
-      if [ "$FAILED" -eq "$failed_before" ]; then
+      if [ "$HARNESS_FAILED" -eq "$failed_before" ]; then
         run_test cp_up_again_is_noop t_cp_up_again_is_noop
         run_test cp_listens_only_on_loopback t_cp_listens_only_on_loopback
         run_test crd_and_custom_object_apply t_crd_and_custom_object_apply
@@ -400,7 +425,7 @@ for mode in "${modes[@]}"; do
         run_test hpa_controller_reconciles t_hpa_controller_reconciles
         run_test private_control_plane_runs_beside t_private_control_plane_runs_beside
       fi
-      [ "$FAILED" -eq "$failed_before" ] || keep_cluster_logs control-plane
+      [ "$HARNESS_FAILED" -eq "$failed_before" ] || keep_cluster_logs control-plane
       run_test cp_down_removes_everything t_cp_down_removes_everything
       ;;
     full)
@@ -412,9 +437,9 @@ for mode in "${modes[@]}"; do
       # come first (a fresh machine may not have them yet).
       ensure_node_packages
       host_snapshot > "$TEST_LOGS/host-before.txt"
-      failed_before=$FAILED
+      failed_before=$HARNESS_FAILED
       run_test full_up t_full_up
-      if [ "$FAILED" -eq "$failed_before" ]; then
+      if [ "$HARNESS_FAILED" -eq "$failed_before" ]; then
         run_test full_up_again_is_noop t_full_up_again_is_noop
         run_test second_full_cluster_is_refused t_second_full_cluster_is_refused
         run_test full_listens_only_on_loopback_and_bridge t_full_listens_only_on_loopback_and_bridge
@@ -430,10 +455,10 @@ for mode in "${modes[@]}"; do
         run_test helm_install_and_uninstall t_helm_install_and_uninstall
         run_test private_control_plane_runs_beside_full_cluster t_private_control_plane_runs_beside
       fi
-      [ "$FAILED" -eq "$failed_before" ] || keep_cluster_logs full
+      [ "$HARNESS_FAILED" -eq "$failed_before" ] || keep_cluster_logs full
       run_test full_down_leaves_nothing_behind t_full_down_leaves_nothing_behind
       ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
   esac
 done
-summary
+harness_summary

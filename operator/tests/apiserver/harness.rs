@@ -111,8 +111,12 @@ impl TestCluster {
 }
 
 /// Says why a test did not run. Written to stderr directly, not with `eprintln!`, so that the
-/// test harness's output capture does not hide it.
+/// test harness's output capture does not hide it. Under `REQUIRE_NO_SKIP=1` (make test) a skip
+/// fails the test instead, as in the shell suites' harness (hack/lib/harness.sh).
 pub fn skip(test: &str, why: &str) {
+    if std::env::var("REQUIRE_NO_SKIP").as_deref() == Ok("1") {
+        panic!("{test} was skipped, and REQUIRE_NO_SKIP=1: {why}");
+    }
     let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
 }
 

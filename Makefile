@@ -29,10 +29,18 @@ setup: ## Install what builds and tests need (idempotent)
 build: ## Build both binaries (debug)
 	cargo build --workspace --bins
 
+# Every shell script of the project's own tooling and suites (bench/ aside).
+SHELL_SCRIPTS := $(wildcard hack/cluster/*.sh hack/cluster/lib/*.sh hack/cluster/test/*.sh hack/cluster/build/*.sh \
+  hack/lib/*.sh hack/lib/test/*.sh tests/*/*.sh scripts/*.sh)
+
 .PHONY: lint
-lint: ## cargo fmt --check and clippy with warnings as errors
+lint: lint-shell ## cargo fmt --check, clippy with warnings as errors, shellcheck
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+.PHONY: lint-shell
+lint-shell: ## shellcheck of the shell tooling and suites (follows sourced files)
+	shellcheck -x $(SHELL_SCRIPTS)
 
 # The operator's apiserver target needs a real API server: test-operator runs
 # it, here its tests only say that they are skipped (hence REQUIRE_NO_SKIP=).

@@ -3,10 +3,10 @@
 set -euo pipefail
 need=()
 # chromium: the headless browser of the web page test (driven by Python playwright).
-# binutils: strip, for scripts/build-images.sh. The local cluster's node
+# binutils: strip, for scripts/build-images.sh. shellcheck: make lint. The local cluster's node
 # packages (containerd, runc, iptables, ...) are installed by `cluster-up
 # MODE=full` itself (hack/cluster/lib/node.sh NODE_PACKAGES).
-for pkg in python3-venv pkg-config chromium binutils; do
+for pkg in python3-venv pkg-config chromium binutils shellcheck; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

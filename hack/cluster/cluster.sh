@@ -13,10 +13,22 @@ set -euo pipefail
 # private files are made private one by one.
 umask 022
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-for lib in common build pki procs control-plane node image down; do
-  # shellcheck source=/dev/null
-  source "$here/lib/$lib.sh"
-done
+# shellcheck source=lib/common.sh
+source "$here/lib/common.sh"
+# shellcheck source=lib/build.sh
+source "$here/lib/build.sh"
+# shellcheck source=lib/pki.sh
+source "$here/lib/pki.sh"
+# shellcheck source=lib/procs.sh
+source "$here/lib/procs.sh"
+# shellcheck source=lib/control-plane.sh
+source "$here/lib/control-plane.sh"
+# shellcheck source=lib/node.sh
+source "$here/lib/node.sh"
+# shellcheck source=lib/image.sh
+source "$here/lib/image.sh"
+# shellcheck source=lib/down.sh
+source "$here/lib/down.sh"
 
 # Components of each mode, in start order.
 components() {

@@ -316,8 +316,8 @@ EOF
   OPERATOR_PID=$!
   trap 'kill "$OPERATOR_PID" 2>/dev/null || true' EXIT
   kubectl -n team-a apply -f "$ROOT/examples/iris.yaml"
-  local i ok=0
-  for i in $(seq 1 60); do
+  local ok=0
+  for _ in $(seq 1 60); do
     if kubectl -n team-a get deployment iris >/dev/null 2>&1 && kubectl -n team-a get service iris >/dev/null 2>&1 \
       && [ -n "$(kubectl -n team-a get mdep iris -o jsonpath='{.status.observedGeneration}')" ]; then ok=1; break; fi
     sleep 1

@@ -38,6 +38,7 @@
 # The harness is hack/lib/harness.sh: PASS/FAIL/SKIP per test, then
 # "N passed, N failed, N skipped". REQUIRE_NO_SKIP=1 (make test-e2e) turns
 # "cannot run here" into a failure.
+# shellcheck disable=SC2016 # wait_for's code is quoted to be evaluated later
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -377,7 +378,7 @@ test_operator_killed_standby_takes_over() {
   local leader standby pid restarts
   leader="$(lease_holder)"
   standby="$(operator_pods | grep -vx "$leader" | head -n 1)"
-  [ -n "$leader" ] && [ -n "$standby" ] || fail "need a leader and a standby (leader '$leader', standby '$standby')"
+  if [ -z "$leader" ] || [ -z "$standby" ]; then fail "need a leader and a standby (leader '$leader', standby '$standby')"; fi
   only_the_leader_reconciles "$leader" "$standby"
   leader_killed_mid_flight_loses_nothing "$leader"
 
@@ -385,7 +386,9 @@ test_operator_killed_standby_takes_over() {
   standby="$(operator_pods | grep -vx "$leader" | head -n 1)"
   restarts="$(kubectl -n "$RELEASE_NS" get pod "$leader" -o jsonpath='{.status.containerStatuses[0].restartCount}')"
   pid="$(operator_pid "$leader")" || fail "no process of $leader on the node"
-  # Whatever fails from here on, the frozen process is thawed.
+  # Whatever fails from here on, the frozen process is thawed ($pid expanded
+  # now: the trap runs after this function's locals are gone).
+  # shellcheck disable=SC2064
   trap "kill -CONT $pid 2>/dev/null || true" EXIT
   standby_takes_over_a_frozen_leader "$leader" "$standby" "$pid"
   thawed_leader_steps_down "$leader" "$standby" "$pid" "$restarts"

@@ -45,6 +45,7 @@ else
   MODE=full "$CLUSTER_SH" up
   started=1
 fi
+# shellcheck disable=SC2317 # called by the EXIT trap
 stop_cluster() {
   if [ "$started" = 1 ]; then step "stopping the cluster"; "$CLUSTER_SH" down; fi
 }

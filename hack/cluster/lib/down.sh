@@ -5,8 +5,9 @@
 # Processes started from the cache's binaries for this state dir, whether
 # or not their pid files survived.
 stray_pids() {
-  local pid exe
-  for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+  local dir pid exe
+  for dir in /proc/[0-9]*; do
+    pid="${dir#/proc/}"
     exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || continue
     case "$exe" in "$CACHE_ROOT"/*|*/containerd|*/containerd-shim-runc-v2) ;; *) continue ;; esac
     tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$STATE_DIR/" && echo "$pid"
@@ -18,6 +19,8 @@ bridge_owner() {
   ip -d link show "$BRIDGE" 2>/dev/null | sed -n 's/^ *alias modelship:\(.*\)$/\1/p'
 }
 
+# $crictl and the pod ids are split into words on purpose.
+# shellcheck disable=SC2046
 remove_pods() {
   [ -S "$CONTAINERD_SOCK" ] || return 0
   local crictl="$BIN/crictl -r unix://$CONTAINERD_SOCK -i unix://$CONTAINERD_SOCK --timeout 20s"
@@ -30,17 +33,17 @@ kill_cgroup_processes() {
   local h pid
   while read -r h; do
     [ -d "$h/$CGROUP_PARENT" ] || continue
-    for pid in $(find "$h/$CGROUP_PARENT" -name cgroup.procs -exec cat {} + 2>/dev/null); do
+    while read -r pid; do
       kill -KILL "$pid" 2>/dev/null || true
-    done
+    done < <(find "$h/$CGROUP_PARENT" -name cgroup.procs -exec cat {} + 2>/dev/null)
   done < <(cgroup_hierarchies)
 }
 
 remove_cgroups() {
-  local h i
+  local h
   while read -r h; do
     [ -d "$h/$CGROUP_PARENT" ] || continue
-    for i in 1 2 3 4 5 6 7 8 9 10; do
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
       find "$h/$CGROUP_PARENT" -depth -type d -exec rmdir {} + 2>/dev/null || true
       [ -d "$h/$CGROUP_PARENT" ] || break
       sleep 0.5
@@ -73,9 +76,9 @@ remove_iptables() {
 
 unmount_under() { # unmount_under DIR: every mount at or below DIR, deepest first
   local m
-  for m in $(awk -v d="$1" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/self/mounts | sort -r); do
+  while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "WARNING: could not unmount $m"
-  done
+  done < <(awk -v d="$1" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/self/mounts | sort -r)
 }
 
 # stop_processes NODE: the components in reverse start order (the kubelet
@@ -91,7 +94,7 @@ stop_processes() {
   for p in metrics-server kube-proxy kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_proc "$p"; done
   local strays; strays="$(stray_pids)"
   if [ -n "$strays" ]; then
-    log "killing leftover processes: $(echo $strays)"
+    log "killing leftover processes: ${strays//$'\n'/ }"
     # shellcheck disable=SC2086
     kill -KILL $strays 2>/dev/null || true
   fi
@@ -118,7 +121,7 @@ remove_network() {
 # remove_node_pieces HOST_BEFORE: what a full-mode node made host-wide.
 remove_node_pieces() {
   kill_cgroup_processes
-  [ -x "$BIN/kube-proxy" ] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  if [ -x "$BIN/kube-proxy" ]; then "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
   remove_iptables
   remove_pod_netns "$1"
   unmount_under /run/containerd

@@ -4,6 +4,7 @@
 # ctr imports it into containerd's k8s.io namespace, where the kubelet's
 # pods find it (use imagePullPolicy: Never or IfNotPresent).
 
+# shellcheck disable=SC2034 # used by cluster.sh
 PAUSE_IMAGE=modelship.local/pause:local
 
 # build_image NAME SRC OUT_TAR [ENTRYPOINT...]

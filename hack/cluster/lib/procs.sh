@@ -20,13 +20,13 @@ proc_alive() {
 # stop_proc NAME: SIGTERM, up to 15s grace, then SIGKILL; the whole session
 # (process group) so that helpers it started go too.
 stop_proc() {
-  local name="$1" pid i
+  local name="$1" pid
   pid="$(proc_pid "$name")"
   [ -n "$pid" ] || return 0
   if kill -0 "$pid" 2>/dev/null; then
     log "stopping $name (pid $pid)"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 30); do
+    for _ in $(seq 1 30); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.5
     done

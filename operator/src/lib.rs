@@ -1,7 +1,13 @@
 //! The modelship operator: the `ModelDeployment` API and its reconciler.
 //!
-//! The reconciler is a pipeline: read → [`validate`] → [`build`] (pure functions, no client) →
-//! apply → [`status`]. Only [`reconcile`], [`leader`] and [`operator`] talk to the API server.
+//! The reconciler is a pipeline: read → [`validate`] (every default resolved once, into a
+//! [`validate::Validated`]) → [`build`] (pure functions, no client) → apply → [`status`] (pure,
+//! the clock passed in). Three modules talk to the API server: [`reconcile`] (applies children,
+//! publishes Events, patches status), [`leader`] (the Lease) and [`operator`] (the client, the
+//! watches and the controllers). [`metrics`] serves `/metrics`, `/healthz` and `/readyz`.
+//!
+//! Modules depend downwards only: [`crd`] and [`config`] at the bottom; [`validate`] on them;
+//! [`build`] and [`status`] on those; [`reconcile`], [`leader`] and [`operator`] on top.
 
 pub mod build;
 pub mod cli;
@@ -9,6 +15,8 @@ pub mod config;
 pub mod crd;
 pub mod leader;
 pub mod metrics;
+#[cfg(test)]
+mod mock_api;
 pub mod operator;
 pub mod reconcile;
 pub mod status;

@@ -13,18 +13,18 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::build::{INSTANCE_LABEL, MANAGER, managed_pods_selector};
+use crate::build::{MANAGER, managed_selector};
 use crate::cli::RunArgs;
 use crate::crd::ModelDeployment;
 use crate::leader::{Attempt, LeaseLock};
 use crate::metrics::{self, Metrics};
-use crate::reconcile::{Caches, Context, error_policy, reconcile};
+use crate::reconcile::{Caches, Context, error_policy, model_deployment_of, reconcile};
 
 /// Runs the operator until SIGTERM or SIGINT (or until it loses its Lease, which is an error).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -183,20 +183,17 @@ async fn run_controllers(
     tracing::info!(namespaces = ?scopes, server_image = %args.server_image, "starting controllers");
 
     // Pods and HPAs are watched once per scope: each watch fills a cache the reconciler reads
-    // and triggers the controller after the cache has the change.
-    let children =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    // and triggers the controller after the cache has the change. Children and pods carry the
+    // same managed-by and name labels, so one selector finds them all.
+    let children = watcher::Config::default().labels(&managed_selector());
     let mut caches = Caches::default();
     let mut cache_streams = Vec::new();
     for scope in &scopes {
         let (pods, pod_writer) = reflector::store::<Pod>();
-        let pod_stream = watcher(
-            scoped::<Pod>(&client, scope),
-            watcher::Config::default().labels(&managed_pods_selector()),
-        )
-        .default_backoff()
-        .reflect(pod_writer)
-        .touched_objects();
+        let pod_stream = watcher(scoped::<Pod>(&client, scope), children.clone())
+            .default_backoff()
+            .reflect(pod_writer)
+            .touched_objects();
         let (hpas, hpa_writer) = reflector::store::<HorizontalPodAutoscaler>();
         let hpa_stream = watcher(
             scoped::<HorizontalPodAutoscaler>(&client, scope),
@@ -235,10 +232,7 @@ async fn run_controllers(
             .owns(scoped::<Deployment>(&client, scope), children.clone())
             .owns(scoped::<Service>(&client, scope), children.clone())
             .owns_stream(hpa_stream)
-            .watches_stream(pod_stream, |pod: Pod| {
-                let name = pod.labels().get(INSTANCE_LABEL)?.clone();
-                Some(ObjectRef::<ModelDeployment>::new(&name).within(&pod.namespace()?))
-            })
+            .watches_stream(pod_stream, |pod: Pod| model_deployment_of(&pod))
             .with_config(
                 controller::Config::default()
                     .concurrency(args.concurrency)

@@ -14,12 +14,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{
-    SERVER_PORT, SPEC_HASH_ANNOTATION, child_meta, hash_of, labels, model_name, selector_labels,
-};
-use crate::config::Config;
-use crate::crd::ModelDeployment;
-use crate::validate::{InvalidSpec, ModelSource, validate};
+use super::{SERVER_PORT, SPEC_HASH_ANNOTATION, child_meta, hash_of, labels, selector_labels};
+use crate::validate::{ModelSource, Scaling, Validated};
 
 /// Name of the server container (its termination message is read for `ModelLoadFailed`).
 pub const SERVER_CONTAINER: &str = "server";
@@ -33,27 +29,21 @@ const NONROOT_ID: i64 = 65532;
 /// With the server's 20 s shutdown timeout it fits the default 30 s grace period.
 const DRAIN_DELAY: &str = "5s";
 
-/// Builds the Deployment of `md`. Fails only for a spec that [`validate`] rejects.
-pub fn build_deployment(md: &ModelDeployment, config: &Config) -> Result<Deployment, InvalidSpec> {
-    let source = validate(md)?;
-    let spec = &md.spec;
-    let server = spec.server.clone().unwrap_or_default();
-    let pod = spec.pod.clone().unwrap_or_default();
-    let image = server
-        .image
-        .clone()
-        .unwrap_or_else(|| config.server_image.clone());
+/// Builds the Deployment of `v`.
+pub fn build_deployment(v: &Validated) -> Deployment {
+    let server = &v.server;
+    let pod = &v.pod;
     let pull_policy = server.image_pull_policy.map(|p| p.as_str().to_string());
 
     let mut volumes = vec![empty_dir("tmp")];
     let mut server_mounts = vec![mount("tmp", "/tmp", false)];
     let mut init_containers = Vec::new();
-    let model_arg = match &source {
-        ModelSource::Builtin(_) | ModelSource::File(_) => spec.model.uri.clone(),
+    let model_arg = match &v.model.source {
+        ModelSource::Builtin(_) | ModelSource::File(_) => v.model.uri.clone(),
         ModelSource::Http(uri) | ModelSource::S3(uri) => {
             volumes.push(empty_dir("models"));
             server_mounts.push(mount("models", MODELS_DIR, true));
-            init_containers.push(fetch_container(md, uri, &image, pull_policy.clone()));
+            init_containers.push(fetch_container(v, uri, pull_policy.clone()));
             MODELS_DIR.to_string()
         }
         ModelSource::Pvc { claim, path } => {
@@ -72,26 +62,24 @@ pub fn build_deployment(md: &ModelDeployment, config: &Config) -> Result<Deploym
 
     let mut env = vec![
         env_var("MODELSHIP_MODEL", &model_arg),
-        env_var("MODELSHIP_MODEL_NAME", &model_name(md)),
+        env_var("MODELSHIP_MODEL_NAME", &v.endpoint.model_name),
     ];
-    if let Some(version) = &spec.model.version {
+    if let Some(version) = &v.endpoint.model_version {
         env.push(env_var("MODELSHIP_MODEL_VERSION", version));
     }
     // A fetched model is checked by `fetch`; checking it twice would only slow the start.
-    if let (Some(sha), false) = (&spec.model.sha256, source.needs_fetch()) {
+    if let (Some(sha), false) = (&v.model.sha256, v.model.source.needs_fetch()) {
         env.push(env_var("MODELSHIP_SHA256", sha));
     }
-    if let Some(runtime) = spec.model.runtime {
+    if let Some(runtime) = v.model.runtime {
         env.push(env_var("MODELSHIP_RUNTIME", runtime.as_str()));
     }
     env.push(env_var("MODELSHIP_PORT", &SERVER_PORT.to_string()));
-    if let Some(batching) = &spec.batching {
-        if let Some(size) = batching.max_batch_size {
-            env.push(env_var("MODELSHIP_MAX_BATCH_SIZE", &size.to_string()));
-        }
-        if let Some(delay) = &batching.max_batch_delay {
-            env.push(env_var("MODELSHIP_MAX_BATCH_DELAY", delay));
-        }
+    if let Some(size) = v.batching.max_batch_size {
+        env.push(env_var("MODELSHIP_MAX_BATCH_SIZE", &size.to_string()));
+    }
+    if let Some(delay) = &v.batching.max_batch_delay {
+        env.push(env_var("MODELSHIP_MAX_BATCH_DELAY", &delay.text));
     }
     env.push(env_var("MODELSHIP_LOG_FORMAT", "json"));
     // On SIGTERM the server reports not-ready but keeps serving this long, so
@@ -102,7 +90,7 @@ pub fn build_deployment(md: &ModelDeployment, config: &Config) -> Result<Deploym
 
     let server_container = Container {
         name: SERVER_CONTAINER.into(),
-        image: Some(image),
+        image: Some(server.image.clone()),
         image_pull_policy: pull_policy,
         args: Some(
             std::iter::once("serve".to_string())
@@ -120,7 +108,7 @@ pub fn build_deployment(md: &ModelDeployment, config: &Config) -> Result<Deploym
         startup_probe: Some(http_probe("/v2/health/ready", 5, 120)),
         readiness_probe: Some(http_probe("/v2/health/ready", 5, 3)),
         liveness_probe: Some(http_probe("/v2/health/live", 10, 3)),
-        resources: spec.resources.clone(),
+        resources: v.resources.clone(),
         security_context: Some(restricted_security_context()),
         // The server writes why it could not load the model to /dev/termination-log; with
         // the `File` policy an empty message means it crashed without saying why.
@@ -130,7 +118,7 @@ pub fn build_deployment(md: &ModelDeployment, config: &Config) -> Result<Deploym
     };
 
     let mut pod_labels = pod.labels.clone();
-    pod_labels.extend(labels(md));
+    pod_labels.extend(labels(&v.name));
     let pod_spec = PodSpec {
         init_containers: (!init_containers.is_empty()).then_some(init_containers),
         containers: vec![server_container],
@@ -174,16 +162,16 @@ pub fn build_deployment(md: &ModelDeployment, config: &Config) -> Result<Deploym
         .get_or_insert_with(BTreeMap::new)
         .insert(SPEC_HASH_ANNOTATION.into(), hash);
 
-    Ok(Deployment {
-        metadata: child_meta(md),
+    Deployment {
+        metadata: child_meta(v),
         spec: Some(DeploymentSpec {
             // Left out when an HPA owns scaling, so the operator and the HPA never fight.
-            replicas: match spec.autoscaling {
-                Some(_) => None,
-                None => Some(spec.replicas.unwrap_or(1)),
+            replicas: match v.scaling {
+                Scaling::Fixed { replicas } => Some(replicas),
+                Scaling::Autoscaled(_) => None,
             },
             selector: LabelSelector {
-                match_labels: Some(selector_labels(md)),
+                match_labels: Some(selector_labels(&v.name)),
                 ..LabelSelector::default()
             },
             strategy: Some(DeploymentStrategy {
@@ -199,22 +187,17 @@ pub fn build_deployment(md: &ModelDeployment, config: &Config) -> Result<Deploym
             ..DeploymentSpec::default()
         }),
         status: None,
-    })
+    }
 }
 
 /// The init container that downloads the model into `/models`.
-fn fetch_container(
-    md: &ModelDeployment,
-    uri: &str,
-    image: &str,
-    pull_policy: Option<String>,
-) -> Container {
+fn fetch_container(v: &Validated, uri: &str, pull_policy: Option<String>) -> Container {
     let mut args = vec!["fetch".to_string(), uri.to_string(), MODELS_DIR.to_string()];
-    if let Some(sha) = &md.spec.model.sha256 {
+    if let Some(sha) = &v.model.sha256 {
         args.extend(["--sha256".to_string(), sha.clone()]);
     }
     // Only CPU and memory: extended resources such as GPUs stay with the server container.
-    let resources = md.spec.resources.as_ref().map(|r| {
+    let resources = v.resources.as_ref().map(|r| {
         let keep = |m: &Option<BTreeMap<String, Quantity>>| {
             m.as_ref().map(|m| {
                 m.iter()
@@ -231,14 +214,14 @@ fn fetch_container(
     });
     Container {
         name: FETCH_CONTAINER.into(),
-        image: Some(image.to_string()),
+        image: Some(v.server.image.clone()),
         image_pull_policy: pull_policy,
         args: Some(args),
         env: Some(vec![env_var("MODELSHIP_LOG_FORMAT", "json")]),
-        env_from: md.spec.model.credentials_secret_ref.as_ref().map(|secret| {
+        env_from: v.model.credentials_secret.as_ref().map(|secret| {
             vec![EnvFromSource {
                 secret_ref: Some(SecretEnvSource {
-                    name: secret.name.clone(),
+                    name: secret.clone(),
                     optional: Some(false),
                 }),
                 ..EnvFromSource::default()
@@ -331,9 +314,16 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 mod tests {
     use super::*;
     use crate::build::fixtures;
+    use crate::config::Config;
+    use crate::crd::ModelDeployment;
+    use crate::validate::validate;
 
     fn build(fixture: &str) -> Deployment {
-        build_deployment(&fixtures::model_deployment(fixture), &Config::default()).unwrap()
+        build_deployment(&fixtures::validated(fixture))
+    }
+
+    fn build_md(md: &ModelDeployment, config: &Config) -> Deployment {
+        build_deployment(&validate(md, config).unwrap())
     }
 
     fn server(d: &Deployment) -> &Container {
@@ -405,7 +395,7 @@ mod tests {
     fn pvc_model_is_mounted_read_only_and_passed_by_path() {
         let mut md = fixtures::model_deployment("iris.yaml");
         md.spec.model.uri = "pvc://models/iris/model.onnx".into();
-        let d = build_deployment(&md, &Config::default()).unwrap();
+        let d = build_md(&md, &Config::default());
         let pod = d.spec.unwrap().template.spec.unwrap();
         assert!(pod.init_containers.is_none());
         let volume = pod
@@ -440,24 +430,18 @@ mod tests {
     #[test]
     fn spec_hash_changes_with_the_spec_and_only_with_it() {
         let md = fixtures::model_deployment("iris.yaml");
-        let before = spec_hash(&build_deployment(&md, &Config::default()).unwrap());
-        assert_eq!(
-            before,
-            spec_hash(&build_deployment(&md, &Config::default()).unwrap())
-        );
+        let before = spec_hash(&build_md(&md, &Config::default()));
+        assert_eq!(before, spec_hash(&build_md(&md, &Config::default())));
 
         let mut changed = md.clone();
         changed.spec.model.version = Some("2".into());
-        let after = spec_hash(&build_deployment(&changed, &Config::default()).unwrap());
+        let after = spec_hash(&build_md(&changed, &Config::default()));
         assert_ne!(before, after);
 
         // Replicas are not part of the pod template: scaling must not roll the pods.
         let mut scaled = md;
         scaled.spec.replicas = Some(5);
-        assert_eq!(
-            before,
-            spec_hash(&build_deployment(&scaled, &Config::default()).unwrap())
-        );
+        assert_eq!(before, spec_hash(&build_md(&scaled, &Config::default())));
     }
 
     #[test]
@@ -466,19 +450,12 @@ mod tests {
             server_image: "registry.example/modelship/server:1.2.3".into(),
             ..Config::default()
         };
-        let d = build_deployment(&fixtures::model_deployment("iris.yaml"), &config).unwrap();
+        let d = build_md(&fixtures::model_deployment("iris.yaml"), &config);
         assert_eq!(
             server(&d).image.as_deref(),
             Some("registry.example/modelship/server:1.2.3")
         );
-        let d = build_deployment(&fixtures::model_deployment("autoscaled.yaml"), &config).unwrap();
+        let d = build_md(&fixtures::model_deployment("autoscaled.yaml"), &config);
         assert_eq!(server(&d).image.as_deref(), Some("modelship/server:custom"));
-    }
-
-    #[test]
-    fn invalid_spec_builds_nothing() {
-        let mut md = fixtures::model_deployment("iris.yaml");
-        md.spec.model.uri = "ftp://x/y".into();
-        assert!(build_deployment(&md, &Config::default()).is_err());
     }
 }

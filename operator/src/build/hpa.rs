@@ -4,36 +4,29 @@ use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
     MetricTarget, ResourceMetricSource,
 };
-use kube::ResourceExt;
 
 use super::child_meta;
-use crate::config::Config;
-use crate::crd::ModelDeployment;
+use crate::validate::{Scaling, Validated};
 
-/// CPU utilization target when `targetCPUUtilizationPercentage` is not set.
-pub const DEFAULT_TARGET_CPU: i32 = 80;
-
-/// Builds the HPA of `md`, or `None` when `spec.autoscaling` is not set (then any HPA the
-/// operator made before must be deleted).
-pub fn build_hpa(md: &ModelDeployment, _config: &Config) -> Option<HorizontalPodAutoscaler> {
-    let auto = md.spec.autoscaling.as_ref()?;
-    let mut metrics = vec![resource_metric(
-        "cpu",
-        auto.target_cpu_utilization_percentage
-            .unwrap_or(DEFAULT_TARGET_CPU),
-    )];
-    if let Some(memory) = auto.target_memory_utilization_percentage {
+/// Builds the HPA of `v`, or `None` when its replicas are fixed (then any HPA the operator made
+/// before must be deleted).
+pub fn build_hpa(v: &Validated) -> Option<HorizontalPodAutoscaler> {
+    let Scaling::Autoscaled(auto) = &v.scaling else {
+        return None;
+    };
+    let mut metrics = vec![resource_metric("cpu", auto.target_cpu_utilization)];
+    if let Some(memory) = auto.target_memory_utilization {
         metrics.push(resource_metric("memory", memory));
     }
     Some(HorizontalPodAutoscaler {
-        metadata: child_meta(md),
+        metadata: child_meta(v),
         spec: Some(HorizontalPodAutoscalerSpec {
             scale_target_ref: CrossVersionObjectReference {
                 api_version: Some("apps/v1".into()),
                 kind: "Deployment".into(),
-                name: md.name_any(),
+                name: v.name.clone(),
             },
-            min_replicas: Some(auto.min_replicas.unwrap_or(1)),
+            min_replicas: Some(auto.min_replicas),
             max_replicas: auto.max_replicas,
             metrics: Some(metrics),
             behavior: auto.behavior.clone(),
@@ -64,14 +57,12 @@ mod tests {
 
     #[test]
     fn hpa_matches_fixture() {
-        let md = fixtures::model_deployment("autoscaled.yaml");
-        let hpa = build_hpa(&md, &Config::default()).unwrap();
+        let hpa = build_hpa(&fixtures::validated("autoscaled.yaml")).unwrap();
         fixtures::assert_matches(&hpa, "autoscaled.hpa.yaml");
     }
 
     #[test]
     fn no_autoscaling_means_no_hpa() {
-        let md = fixtures::model_deployment("iris.yaml");
-        assert!(build_hpa(&md, &Config::default()).is_none());
+        assert!(build_hpa(&fixtures::validated("iris.yaml")).is_none());
     }
 }

@@ -1,4 +1,5 @@
-//! Pure builders: `(&ModelDeployment, &Config) -> child object`, no client, no clock.
+//! Pure builders: `&Validated -> child object`, no client, no clock, no defaults of their own
+//! (every default is resolved once, by [`crate::validate`]).
 //!
 //! Every child has the ModelDeployment's name, its namespace, the `app.kubernetes.io/*` labels
 //! and a controller owner reference, so the garbage collector removes it with its owner.
@@ -9,12 +10,15 @@ mod service;
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
 use crate::crd::ModelDeployment;
+use crate::validate::Validated;
 
 pub use deployment::{FETCH_CONTAINER, SERVER_CONTAINER, build_deployment};
 pub use hpa::build_hpa;
@@ -32,85 +36,74 @@ pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const SPEC_HASH_ANNOTATION: &str = "modelship.io/spec-hash";
 /// Container port of the server.
 pub const SERVER_PORT: i32 = 8080;
-/// Default Service port.
-pub const DEFAULT_SERVICE_PORT: i32 = 80;
 
-/// Labels that select the pods of `md`; they never change, as a Deployment's selector can't.
-pub fn selector_labels(md: &ModelDeployment) -> BTreeMap<String, String> {
+/// Every child of one ModelDeployment, as it should be.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Children {
+    pub deployment: Deployment,
+    pub service: Service,
+    /// `None` when the Deployment has fixed replicas: any HPA the operator made before goes.
+    pub hpa: Option<HorizontalPodAutoscaler>,
+}
+
+/// Builds every child of `v`.
+pub fn build_children(v: &Validated) -> Children {
+    Children {
+        deployment: build_deployment(v),
+        service: build_service(v),
+        hpa: build_hpa(v),
+    }
+}
+
+/// Labels that select the pods of ModelDeployment `name`; they never change, as a Deployment's
+/// selector can't.
+pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), APP_NAME.to_string()),
-        (INSTANCE_LABEL.to_string(), md.name_any()),
+        (INSTANCE_LABEL.to_string(), name.to_string()),
     ])
 }
 
 /// `status.selector`: the selector labels as a label-selector string.
-pub fn selector_string(md: &ModelDeployment) -> String {
-    selector_labels(md)
+pub fn selector_string(name: &str) -> String {
+    selector_labels(name)
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
 }
 
-/// Label selector matching every pod the operator manages, in any namespace.
-pub fn managed_pods_selector() -> String {
+/// Label selector matching everything the operator makes (children and their pods), in any
+/// namespace.
+pub fn managed_selector() -> String {
     format!("app.kubernetes.io/managed-by={MANAGER},app.kubernetes.io/name={APP_NAME}")
 }
 
-/// All labels of the children and pods of `md`.
-pub fn labels(md: &ModelDeployment) -> BTreeMap<String, String> {
-    let mut labels = selector_labels(md);
+/// All labels of the children and pods of ModelDeployment `name`.
+pub fn labels(name: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(name);
     labels.insert("app.kubernetes.io/component".into(), COMPONENT.into());
     labels.insert("app.kubernetes.io/managed-by".into(), MANAGER.into());
     labels
 }
 
-/// The served model name: `spec.model.name` or the ModelDeployment's name.
-pub fn model_name(md: &ModelDeployment) -> String {
-    md.spec.model.name.clone().unwrap_or_else(|| md.name_any())
-}
-
-/// The Service port: `spec.service.port` or 80.
-pub fn service_port(md: &ModelDeployment) -> i32 {
-    md.spec
-        .service
-        .as_ref()
-        .and_then(|s| s.port)
-        .unwrap_or(DEFAULT_SERVICE_PORT)
-}
-
-/// The cluster-local v2 endpoint of the model, for `status.url`.
-pub fn model_url(md: &ModelDeployment, config: &Config) -> String {
-    let port = match service_port(md) {
-        80 => String::new(),
-        p => format!(":{p}"),
-    };
-    format!(
-        "http://{}.{}.svc.{}{port}/v2/models/{}",
-        md.name_any(),
-        md.namespace().unwrap_or_default(),
-        config.cluster_domain,
-        model_name(md)
-    )
-}
-
 /// Metadata of a child: name, namespace, labels and the controller owner reference.
-fn child_meta(md: &ModelDeployment) -> ObjectMeta {
+fn child_meta(v: &Validated) -> ObjectMeta {
     ObjectMeta {
-        name: Some(md.name_any()),
-        namespace: md.namespace(),
-        labels: Some(labels(md)),
-        owner_references: Some(vec![owner_reference(md)]),
+        name: Some(v.name.clone()),
+        namespace: Some(v.namespace.clone()),
+        labels: Some(labels(&v.name)),
+        owner_references: Some(vec![owner_reference(v)]),
         ..ObjectMeta::default()
     }
 }
 
-fn owner_reference(md: &ModelDeployment) -> OwnerReference {
+fn owner_reference(v: &Validated) -> OwnerReference {
     OwnerReference {
         api_version: ModelDeployment::api_version(&()).into_owned(),
         kind: ModelDeployment::kind(&()).into_owned(),
-        name: md.name_any(),
-        uid: md.uid().unwrap_or_default(),
+        name: v.name.clone(),
+        uid: v.uid.clone(),
         controller: Some(true),
         block_owner_deletion: Some(true),
     }
@@ -129,7 +122,9 @@ pub(crate) mod fixtures {
 
     use std::path::PathBuf;
 
+    use crate::config::Config;
     use crate::crd::ModelDeployment;
+    use crate::validate::{Validated, validate};
 
     pub fn path(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -140,6 +135,11 @@ pub(crate) mod fixtures {
     pub fn model_deployment(name: &str) -> ModelDeployment {
         let text = std::fs::read_to_string(path(name)).unwrap();
         serde_yaml::from_str(&text).unwrap()
+    }
+
+    /// The fixture `name`, validated with the default [`Config`].
+    pub fn validated(name: &str) -> Validated {
+        validate(&model_deployment(name), &Config::default()).unwrap()
     }
 
     /// Asserts that `value` serializes to the YAML in fixture `name`.
@@ -162,15 +162,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn url_names_service_namespace_and_model() {
-        let md = fixtures::model_deployment("iris.yaml");
+    fn selector_names_the_instance() {
         assert_eq!(
-            model_url(&md, &Config::default()),
-            "http://iris.ml.svc.cluster.local/v2/models/iris"
-        );
-        assert_eq!(
-            selector_string(&md),
+            selector_string("iris"),
             "app.kubernetes.io/instance=iris,app.kubernetes.io/name=modelship"
         );
+    }
+
+    #[test]
+    fn every_child_carries_the_managed_labels() {
+        let v = fixtures::validated("autoscaled.yaml");
+        let children = build_children(&v);
+        let hpa = children.hpa.expect("autoscaled");
+        let managed: Vec<(String, String)> = managed_selector()
+            .split(',')
+            .map(|kv| kv.split_once('=').unwrap())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for labels in [
+            children.deployment.metadata.labels,
+            children.service.metadata.labels,
+            hpa.metadata.labels,
+        ] {
+            let labels = labels.unwrap();
+            for (k, v) in &managed {
+                assert_eq!(labels.get(k), Some(v), "{k}");
+            }
+        }
     }
 }

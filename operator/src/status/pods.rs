@@ -44,17 +44,10 @@ impl fmt::Display for PodReason {
     }
 }
 
-/// Why one pod is not serving.
+/// Why pods are not serving: one pod's cause ([`pod_problem`]), or the most severe cause
+/// across all pods with a message that counts them ([`summarize_pods`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodProblem {
-    pub reason: PodReason,
-    pub message: String,
-}
-
-/// What is wrong across all pods: the most severe reason, with a message that counts the pods
-/// and quotes the first pod's cause.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PodsSummary {
     pub reason: PodReason,
     pub message: String,
 }
@@ -171,7 +164,7 @@ fn termination_cause(t: &ContainerStateTerminated) -> String {
 }
 
 /// Summarizes the problems of all pods, or `None` when no pod has one.
-pub fn summarize_pods(pods: &[Pod]) -> Option<PodsSummary> {
+pub fn summarize_pods(pods: &[Pod]) -> Option<PodProblem> {
     let total = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -194,7 +187,7 @@ pub fn summarize_pods(pods: &[Pod]) -> Option<PodsSummary> {
     if !others.is_empty() {
         message.push_str(&format!(" (also {})", others.join(", ")));
     }
-    Some(PodsSummary {
+    Some(PodProblem {
         reason: *reason,
         message,
     })

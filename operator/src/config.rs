@@ -1,6 +1,7 @@
-//! What the builders need to know about the operator's configuration.
+//! The operator's settings that shape what it builds: the `validate` module resolves the
+//! spec's defaults from them (the server image, the cluster domain of `status.url`).
 
-/// Settings of the operator that shape the children it builds.
+/// Settings of the operator that shape the children it builds and the status it reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Server image used when `spec.server.image` is not set.

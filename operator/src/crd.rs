@@ -2,7 +2,7 @@
 //!
 //! The CRD is generated from these types (`modelship-operator crd`). Rules the API server can
 //! check on its own are CEL rules (`x-kubernetes-validations`) whose messages name the field;
-//! [`crate::validate`] checks the same rules again in the operator, for objects created before a
+//! the operator's `validate` module checks the same rules again, for objects created before a
 //! rule existed and for unit tests.
 
 use std::collections::BTreeMap;

@@ -1,3 +1,5 @@
+//! `modelship-operator`: prints the CRD (`crd`) or runs the operator (`run`, the default).
+
 use clap::Parser;
 use modelship_operator::cli::{Cli, Command};
 

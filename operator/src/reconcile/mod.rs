@@ -139,7 +139,6 @@ async fn pipeline(md: &ModelDeployment, ctx: &Context) -> Result<Action, Error> 
         pods: &pods,
     };
     status_patch::update_status(md, &observed, ctx).await?;
-    tracing::debug!("reconciled");
     Ok(Action::requeue(RESYNC))
 }
 

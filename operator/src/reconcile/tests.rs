@@ -380,3 +380,58 @@ async fn a_model_deployment_being_deleted_is_left_to_the_garbage_collector() {
     let result = run(md, Caches::default(), |api| async move { api }).await;
     assert_eq!(result.unwrap(), Action::await_change());
 }
+
+/// A log sink the test can read.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn log_lines_of_a_reconcile_carry_the_object() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .with_ansi(false)
+        .finish();
+    // The test runs on one thread, the scenario task included.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut md = fixtures::model_deployment("iris.yaml");
+    md.spec.model.uri = "ftp://models/iris.onnx".into();
+    let stored = stored_with_status(&md);
+    let result = run(md, Caches::default(), |mut api| async move {
+        api.expect(Method::POST, EVENTS, |_| {
+            mock_api::status(StatusCode::INTERNAL_SERVER_ERROR)
+        })
+        .await;
+        api.expect(
+            Method::PATCH,
+            &format!("{MODEL_DEPLOYMENTS}/iris/status"),
+            stored,
+        )
+        .await;
+        api
+    })
+    .await;
+    assert!(matches!(result, Err(Error::InvalidSpec(_))));
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("could not publish event"))
+        .unwrap_or_else(|| panic!("no warning logged:\n{text}"));
+    assert!(
+        line.contains("namespace=ml") && line.contains("name=iris"),
+        "{line}"
+    );
+}

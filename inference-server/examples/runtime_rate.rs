@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use modelship_server::backends::{self, RuntimeChoice, RuntimeOptions};
 use modelship_server::builtin;
-use modelship_server::serve::warm_up_inputs;
+use modelship_server::engine::warm_up_inputs;
+use modelship_server::runtime::{self, RuntimeChoice, RuntimeOptions};
 
 fn main() {
     let model = std::env::args().nth(1).unwrap_or_else(|| "iris".into());
@@ -22,14 +22,14 @@ fn main() {
             ort_library: None,
             intra_op_threads: Some(1),
         };
-        let backend = match backends::load(&artifact, &options) {
+        let backend = match runtime::load(&artifact, &options) {
             Ok(b) => b,
             Err(e) => {
                 println!(r#"{{"runtime":"{runtime:?}","error":{:?}}}"#, e.to_string());
                 continue;
             }
         };
-        let inputs = warm_up_inputs(backend.signature()).expect("inputs");
+        let inputs = warm_up_inputs(backend.signature());
         let budget = Duration::from_secs_f64(seconds);
         let started = Instant::now();
         let mut n = 0u64;

@@ -1,23 +1,26 @@
 //! The modelship inference server: Open Inference Protocol v2 over ONNX models.
 //!
-//! Layers, from the wire inwards: [`http`] (routes, error mapping) →
-//! [`protocol`] (v2/v1 bodies ↔ tensors) → [`engine`] (validation, queue,
-//! dynamic batching) → [`backend::Backend`] (a model runtime from
-//! [`backends`]). [`source`] fetches models; [`serve`] ties it together.
+//! Modules, from the bottom up (each uses only those before it):
+//! - [`tensor`]: named tensors, the 13 datatypes and their one dispatch;
+//!   [`model`]: a model's bytes and card; [`metrics`].
+//! - [`protocol`]: wire formats (v2 JSON and binary, v1) ↔ tensors.
+//! - [`runtime`]: the [`runtime::Backend`] trait and the runtimes behind it
+//!   (tract, ONNX Runtime); [`builtin`] and [`source`]: where models come from.
+//! - [`engine`]: validation, the bounded queue and dynamic batching of one model.
+//! - [`state`]: the served models and readiness.
+//! - [`http`]: routes, error mapping, the OpenAPI document, the web page.
+//! - [`predict`]: offline batch scoring of files.
+//! - [`cmd`]: the subcommands (`serve`, `fetch`, `predict`) and their flags.
 
-pub mod backend;
-pub mod backends;
 pub mod builtin;
-pub mod config;
+pub mod cmd;
 pub mod engine;
-pub mod fetch;
 pub mod http;
 pub mod metrics;
 pub mod model;
-pub mod openapi;
 pub mod predict;
 pub mod protocol;
-pub mod serve;
+pub mod runtime;
 pub mod source;
 pub mod state;
 pub mod tensor;

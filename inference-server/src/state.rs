@@ -1,4 +1,7 @@
-//! What the server is serving right now: its models and whether it is ready.
+//! What the server is serving right now: its models, where each is in its
+//! life (loading, ready, failed) and whether the server is ready. The one
+//! place that decides readiness and the answers to "which model?" that the
+//! routes turn into 404 and 503.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,7 +107,7 @@ impl AppState {
     pub fn lookup(&self, name: &str, version: Option<&str>) -> Lookup {
         match self.model_state(name) {
             None => Lookup::NotFound {
-                message: format!("model '{name}' is not served here"),
+                message: not_served(name),
             },
             Some(ModelState::Loading) => Lookup::NotReady {
                 reason: format!("model '{name}' is still loading"),
@@ -112,15 +115,24 @@ impl AppState {
             Some(ModelState::Failed(e)) => Lookup::NotReady {
                 reason: format!("model '{name}' failed to load: {e}"),
             },
-            Some(ModelState::Ready(m)) => match version {
-                Some(v) if m.version.as_deref() != Some(v) => Lookup::NotFound {
-                    message: format!(
-                        "model '{name}' has no version '{v}' (served: {})",
-                        m.version.as_deref().unwrap_or("unversioned")
-                    ),
-                },
-                _ => Lookup::Ready(m),
+            Some(ModelState::Ready(m)) => match version_mismatch(&m, version) {
+                Some(message) => Lookup::NotFound { message },
+                None => Lookup::Ready(m),
             },
+        }
+    }
+
+    /// Whether one model is ready to serve: loaded, warmed up and the server
+    /// not draining. `Err` holds the 404 message when the model (or, once
+    /// loaded, the version) is not served here.
+    pub fn model_ready(&self, name: &str, version: Option<&str>) -> Result<bool, String> {
+        match self.model_state(name) {
+            None => Err(not_served(name)),
+            Some(ModelState::Ready(m)) => match version_mismatch(&m, version) {
+                Some(message) => Err(message),
+                None => Ok(!self.is_draining()),
+            },
+            Some(_) => Ok(false),
         }
     }
 
@@ -141,5 +153,22 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// The answer for a model name that is not configured.
+pub fn not_served(name: &str) -> String {
+    format!("model '{name}' is not served here")
+}
+
+/// The answer when `version` is given and is not the one `model` serves.
+fn version_mismatch(model: &ServedModel, version: Option<&str>) -> Option<String> {
+    match version {
+        Some(v) if model.version.as_deref() != Some(v) => Some(format!(
+            "model '{}' has no version '{v}' (served: {})",
+            model.name,
+            model.version.as_deref().unwrap_or("unversioned")
+        )),
+        _ => None,
     }
 }

@@ -10,9 +10,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use modelship_server::backend::Backend;
-use modelship_server::backends::{self, LoadError, RuntimeChoice, RuntimeOptions};
 use modelship_server::builtin;
+use modelship_server::runtime::Backend;
+use modelship_server::runtime::{self, LoadError, RuntimeChoice, RuntimeOptions};
 use modelship_server::tensor::{DataType, Tensor, TensorData, TensorSpec};
 use serde_json::Value;
 
@@ -105,10 +105,10 @@ fn assert_reproduces_sklearn(backend: &dyn Backend, stem: &str) {
     for want in &reference.outputs {
         let got = outputs
             .iter()
-            .find(|t| t.name == want.name)
+            .find(|t| t.name() == want.name)
             .unwrap_or_else(|| panic!("{stem}: no output {}", want.name));
-        assert_eq!(got.shape, want.shape, "{stem}: shape of {}", want.name);
-        let got_values = as_f64(&got.data);
+        assert_eq!(got.shape(), want.shape, "{stem}: shape of {}", want.name);
+        let got_values = as_f64(got.data());
         for (i, (&g, &w)) in got_values.iter().zip(&want.values).enumerate() {
             let ok = match want.check {
                 Check::Exact => g == w,
@@ -128,7 +128,7 @@ fn assert_reproduces_sklearn(backend: &dyn Backend, stem: &str) {
 /// One batch of all rows gives what one run per row gives.
 fn assert_batch_equals_single_rows(backend: &dyn Backend, stem: &str) {
     let input = reference(stem).input;
-    let rows = input.shape[0];
+    let rows = input.shape()[0];
     let batched = backend.infer(std::slice::from_ref(&input)).unwrap();
     let singles: Vec<Vec<Tensor>> = input
         .split_rows(&vec![1; rows])
@@ -138,10 +138,10 @@ fn assert_batch_equals_single_rows(backend: &dyn Backend, stem: &str) {
         .collect();
     for (ix, out) in batched.iter().enumerate() {
         let parts: Vec<&Tensor> = singles.iter().map(|s| &s[ix]).collect();
-        let joined = Tensor::concat_rows(&out.name, &parts).unwrap();
-        assert_eq!(joined.shape, out.shape, "{stem}: {}", out.name);
+        let joined = Tensor::concat_rows(out.name(), &parts).unwrap();
+        assert_eq!(joined.shape(), out.shape(), "{stem}: {}", out.name());
         // The same kernels may group rows differently: allow float rounding.
-        match (&joined.data, &out.data) {
+        match (joined.data(), out.data()) {
             (TensorData::Fp32(a), TensorData::Fp32(b)) => {
                 for (x, y) in a.iter().zip(b) {
                     assert!(
@@ -150,7 +150,7 @@ fn assert_batch_equals_single_rows(backend: &dyn Backend, stem: &str) {
                     );
                 }
             }
-            (a, b) => assert_eq!(a, b, "{stem}: {}", out.name),
+            (a, b) => assert_eq!(a, b, "{stem}: {}", out.name()),
         }
     }
 }
@@ -161,7 +161,7 @@ fn tract(stem: &str) -> Arc<dyn Backend> {
         runtime: RuntimeChoice::Tract,
         ..Default::default()
     };
-    backends::load(&artifact, &opts).unwrap()
+    runtime::load(&artifact, &opts).unwrap()
 }
 
 fn iris_signature_is_declared(backend: &dyn Backend) {
@@ -203,8 +203,8 @@ fn assert_classifies_the_three_species(backend: &dyn Backend) {
     )
     .unwrap();
     let out = backend.infer(&[input]).unwrap();
-    assert_eq!(out[0].name, "label");
-    assert_eq!(out[0].data, TensorData::Int64(vec![0, 1, 2]));
+    assert_eq!(out[0].name(), "label");
+    assert_eq!(out[0].data(), &TensorData::Int64(vec![0, 1, 2]));
 }
 
 #[test]
@@ -244,7 +244,7 @@ fn tract_names_the_operator_it_lacks() {
         runtime: RuntimeChoice::Tract,
         ..Default::default()
     };
-    let err = backends::load(&artifact, &opts).map(|_| ()).unwrap_err();
+    let err = runtime::load(&artifact, &opts).map(|_| ()).unwrap_err();
     assert!(
         matches!(&err, LoadError::UnsupportedOperator { op } if op.starts_with("TreeEnsembleRegressor")),
         "{err:?}"
@@ -266,7 +266,7 @@ fn tract_rejects_bytes_that_are_not_onnx() {
         runtime: RuntimeChoice::Tract,
         ..Default::default()
     };
-    assert!(backends::load(&artifact, &opts).is_err());
+    assert!(runtime::load(&artifact, &opts).is_err());
 }
 
 #[test]
@@ -277,7 +277,7 @@ fn forcing_onnxruntime_with_a_missing_library_says_so() {
         ort_library: Some("/nonexistent/libonnxruntime.so.1.31.1".into()),
         intra_op_threads: None,
     };
-    let err = backends::load(&artifact, &opts).map(|_| ()).unwrap_err();
+    let err = runtime::load(&artifact, &opts).map(|_| ()).unwrap_err();
     assert!(matches!(err, LoadError::OrtUnavailable(_)), "{err:?}");
     assert!(err.to_string().contains("/nonexistent/"), "{err}");
 }
@@ -285,9 +285,9 @@ fn forcing_onnxruntime_with_a_missing_library_says_so() {
 /// The library of the `onnxruntime` wheel in the repository's `.venv`.
 fn venv_ort_library() -> Result<PathBuf, String> {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv");
-    backends::onnxruntime::wheel_dirs(&venv)
+    runtime::onnxruntime::wheel_dirs(&venv)
         .iter()
-        .find_map(|dir| backends::onnxruntime::library_in(dir))
+        .find_map(|dir| runtime::onnxruntime::library_in(dir))
         .ok_or_else(|| {
             format!(
                 "no onnxruntime wheel in {} (run scripts/setup-python.sh)",
@@ -311,7 +311,7 @@ fn onnxruntime(stem: &str, runtime: RuntimeChoice) -> Option<Arc<dyn Backend>> {
         intra_op_threads: Some(1),
     };
     let artifact = builtin::artifact(stem).unwrap();
-    Some(backends::load(&artifact, &opts).unwrap())
+    Some(runtime::load(&artifact, &opts).unwrap())
 }
 
 #[test]
@@ -395,7 +395,7 @@ fn every_backend() -> Vec<(String, Arc<dyn Backend>)> {
 }
 
 fn rows_of(stem: &str, rows: usize, value: f32) -> Tensor {
-    let features = reference(stem).input.shape[1];
+    let features = reference(stem).input.shape()[1];
     Tensor::new(
         "input",
         vec![rows, features],
@@ -409,8 +409,8 @@ fn an_empty_batch_gives_empty_outputs() {
     for (stem, backend) in every_backend() {
         let outputs = backend.infer(&[rows_of(&stem, 0, 0.0)]).unwrap();
         for out in outputs {
-            assert_eq!(out.shape[0], 0, "{stem} on {}", backend.platform());
-            assert!(out.data.is_empty());
+            assert_eq!(out.shape()[0], 0, "{stem} on {}", backend.platform());
+            assert!(out.data().is_empty());
         }
     }
 }

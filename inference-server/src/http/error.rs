@@ -1,9 +1,16 @@
-//! The one place where errors become HTTP status codes and JSON bodies.
+//! The one place where errors become HTTP status codes and JSON bodies:
+//! [`ApiError::status`] decides the code of every error response, and the
+//! OpenAPI document's error responses ([`error_responses!`]) are built from
+//! it too, so the two cannot disagree.
+
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::openapi::response::{Response as ApiResponse, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 
 use crate::engine::EngineError;
 use crate::protocol::BadRequest;
@@ -87,5 +94,100 @@ impl IntoResponse for ApiError {
             );
         }
         resp
+    }
+}
+
+/// One documented error response: `description`, with an [`ErrorBody`].
+pub fn error_response(description: &str) -> RefOr<ApiResponse> {
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("ErrorBody")))
+        .build();
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", content)
+        .build()
+        .into()
+}
+
+/// The OpenAPI responses of the given errors, keyed by [`ApiError::status`].
+pub fn documented(errors: &[(ApiError, &str)]) -> BTreeMap<String, RefOr<ApiResponse>> {
+    errors
+        .iter()
+        .map(|(e, description)| (e.status().as_u16().to_string(), error_response(description)))
+        .collect()
+}
+
+/// Declares a set of error responses of a route for the OpenAPI document
+/// (`responses(InferErrors)` in `#[utoipa::path]`): each is an [`ApiError`]
+/// variant and why it happens there; its status code is the variant's.
+macro_rules! error_responses {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $description:literal),* $(,)? }) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> std::collections::BTreeMap<
+                String,
+                utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+            > {
+                $crate::http::error::documented(&[
+                    $(($crate::http::error::ApiError::$variant(String::new()), $description)),*
+                ])
+            }
+        }
+    };
+}
+
+error_responses!(
+    /// What an inference route can answer besides its outputs.
+    InferErrors {
+        BadRequest => "Invalid input: malformed JSON, unknown input or output, wrong datatype or shape",
+        NotFound => "No such model or version",
+        RequestTimeout => "The client sent the body too slowly",
+        PayloadTooLarge => "The body is larger than the limit",
+        TooManyRequests => "The model's queue is full; retry later",
+        Internal => "The model failed to run",
+        Unavailable => "The model is not ready, or the server is shutting down",
+    }
+);
+
+error_responses!(
+    /// A route about one model, by name.
+    ModelErrors {
+        NotFound => "No such model",
+        Unavailable => "The model is still loading, failed to load, or the server is shutting down",
+    }
+);
+
+error_responses!(
+    /// A route about one version of a model.
+    VersionErrors {
+        NotFound => "No such model or version",
+        Unavailable => "The model is still loading, failed to load, or the server is shutting down",
+    }
+);
+
+error_responses!(
+    /// A readiness route: only an unknown model is an error (not ready is a 503 with the readiness body).
+    UnknownModel { NotFound => "No such model" }
+);
+
+error_responses!(
+    /// A readiness route of one version.
+    UnknownVersion { NotFound => "No such model or version" }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::IntoResponses;
+
+    #[test]
+    fn documented_codes_are_the_codes_sent() {
+        let codes: Vec<String> = InferErrors::responses().into_keys().collect();
+        assert_eq!(codes, ["400", "404", "408", "413", "429", "500", "503"]);
+        let sent = ApiError::TooManyRequests("full".into()).into_response();
+        assert_eq!(sent.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(sent.headers()["retry-after"], "1");
     }
 }

@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
-use super::error::{ApiError, ErrorBody};
-use super::find_model;
+use super::error::{ApiError, ModelErrors};
+use super::shared::find_model;
 use crate::state::{AppState, ModelState};
 
 const INDEX_HTML: &str = include_str!("../../assets/index.html");
@@ -134,8 +134,7 @@ pub async fn model_page(State(state): State<Arc<AppState>>, Path(name): Path<Str
     params(("name" = String, Path, description = "Model name")),
     responses(
         (status = 200, description = "The model's card", body = CardResponse),
-        (status = 404, description = "No such model", body = ErrorBody),
-        (status = 503, description = "The model is still loading, failed to load, or the server is shutting down", body = ErrorBody),
+        ModelErrors,
     )
 )]
 pub async fn model_card(

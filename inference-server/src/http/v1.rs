@@ -7,14 +7,14 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
 
-use super::error::{ApiError, ErrorBody};
-use super::{find_model, finish, read_body};
+use super::error::{ApiError, InferErrors, UnknownModel};
+use super::shared::{find_model, finish, model_readiness, read_body};
 use crate::protocol::v1;
-use crate::state::{AppState, ModelState, ServedModel};
+use crate::state::{AppState, ServedModel};
 
 pub fn routes() -> Router<Arc<AppState>> {
     // `{name}:predict` is one path segment, so the action is split off by hand.
@@ -24,35 +24,24 @@ pub fn routes() -> Router<Arc<AppState>> {
 #[utoipa::path(get, path = "/v1/models/{name}", tag = "v1",
     params(("name" = String, Path, description = "Model name")),
     responses(
-        (status = 200, description = "Whether the model is ready", body = crate::openapi::ModelReady),
-        (status = 404, description = "No such model", body = ErrorBody),
+        (status = 200, description = "Whether the model is ready", body = crate::protocol::schema::ModelReady),
+        UnknownModel,
     ))]
 pub(crate) async fn model_status(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Response {
-    match state.model_state(&name) {
-        None => ApiError::NotFound(format!("model '{name}' is not served here")).into_response(),
-        Some(s) => {
-            let ready = matches!(s, ModelState::Ready(_)) && !state.is_draining();
-            Json(json!({ "name": name, "ready": ready })).into_response()
-        }
-    }
+    // v1 answers 200 whether or not the model is ready.
+    model_readiness(&state, &name, None, StatusCode::OK)
 }
 
 // `{name}:predict` is one path segment: axum routes it as `/v1/models/{segment}`.
 #[utoipa::path(post, path = "/v1/models/{name}:predict", tag = "v1",
     params(("name" = String, Path, description = "Model name")),
-    request_body(content = crate::openapi::PredictRequest, content_type = "application/json"),
+    request_body(content = crate::protocol::schema::PredictRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "One prediction per instance", body = crate::openapi::PredictResponse),
-        (status = 400, description = "Invalid instances", body = ErrorBody),
-        (status = 404, description = "No such model", body = ErrorBody),
-        (status = 408, description = "The client sent the body too slowly", body = ErrorBody),
-        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
-        (status = 429, description = "The model's queue is full; retry later", body = ErrorBody),
-        (status = 500, description = "The model failed to run", body = ErrorBody),
-        (status = 503, description = "The model is not ready, or the server is shutting down", body = ErrorBody),
+        (status = 200, description = "One prediction per instance", body = crate::protocol::schema::PredictResponse),
+        InferErrors,
     ))]
 pub(crate) async fn predict(
     State(state): State<Arc<AppState>>,

@@ -10,15 +10,16 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
 
-use super::error::{ApiError, ErrorBody};
-use super::{REQUEST_ID, find_model, finish, read_body};
-use crate::protocol::BadRequest;
+use super::error::{
+    ApiError, InferErrors, ModelErrors, UnknownModel, UnknownVersion, VersionErrors,
+};
+use super::shared::{REQUEST_ID, find_model, finish, model_readiness, read_body};
+use crate::protocol::schema::{Live, Ready};
 use crate::protocol::v2::{
     self, HEADER_CONTENT_LENGTH, ModelMetadata, ResponseOutput, ServerMetadata, TensorMetadata,
 };
-use crate::state::{AppState, ModelState, ServedModel};
+use crate::state::{AppState, ServedModel};
 
 pub const SERVER_NAME: &str = "modelship";
 
@@ -58,16 +59,16 @@ pub(crate) async fn server_metadata() -> Json<ServerMetadata> {
 }
 
 #[utoipa::path(get, path = "/v2/health/live", tag = "v2",
-    responses((status = 200, description = "The server process answers", body = crate::openapi::Live)))]
-pub(crate) async fn live() -> Json<serde_json::Value> {
-    Json(json!({ "live": true }))
+    responses((status = 200, description = "The server process answers", body = Live)))]
+pub(crate) async fn live() -> Json<Live> {
+    Json(Live { live: true })
 }
 
 /// 200 once every model is loaded and warmed up; 503 while loading or draining.
 #[utoipa::path(get, path = "/v2/health/ready", tag = "v2",
     responses(
-        (status = 200, description = "Every model is loaded and warmed up", body = crate::openapi::Ready),
-        (status = 503, description = "A model is loading, or the server is shutting down", body = crate::openapi::Ready),
+        (status = 200, description = "Every model is loaded and warmed up", body = Ready),
+        (status = 503, description = "A model is loading, or the server is shutting down", body = Ready),
     ))]
 pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let ready = state.is_ready();
@@ -76,7 +77,7 @@ pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({ "ready": ready }))).into_response()
+    (status, Json(Ready { ready })).into_response()
 }
 
 fn metadata(m: &ServedModel) -> ModelMetadata {
@@ -94,8 +95,7 @@ fn metadata(m: &ServedModel) -> ModelMetadata {
     params(("name" = String, Path, description = "Model name")),
     responses(
         (status = 200, description = "Inputs and outputs of the model", body = ModelMetadata),
-        (status = 404, description = "No such model", body = ErrorBody),
-        (status = 503, description = "The model is not ready", body = ErrorBody),
+        ModelErrors,
     ))]
 pub(crate) async fn model_metadata(
     State(state): State<Arc<AppState>>,
@@ -109,8 +109,7 @@ pub(crate) async fn model_metadata(
     params(("name" = String, Path, description = "Model name"), ("version" = String, Path, description = "Model version")),
     responses(
         (status = 200, description = "Inputs and outputs of the model", body = ModelMetadata),
-        (status = 404, description = "No such model or version", body = ErrorBody),
-        (status = 503, description = "The model is not ready", body = ErrorBody),
+        VersionErrors,
     ))]
 pub(crate) async fn model_metadata_version(
     State(state): State<Arc<AppState>>,
@@ -120,53 +119,37 @@ pub(crate) async fn model_metadata_version(
     Ok(Json(metadata(&model)))
 }
 
-fn model_readiness(state: &AppState, name: &str, version: Option<&str>) -> Response {
-    match state.model_state(name) {
-        None => ApiError::NotFound(format!("model '{name}' is not served here")).into_response(),
-        Some(s) => {
-            if let (Some(v), ModelState::Ready(m)) = (version, &s)
-                && m.version.as_deref() != Some(v)
-            {
-                return ApiError::NotFound(format!("model '{name}' has no version '{v}'"))
-                    .into_response();
-            }
-            let ready = matches!(s, ModelState::Ready(_)) && !state.is_draining();
-            let status = if ready {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            (status, Json(json!({ "name": name, "ready": ready }))).into_response()
-        }
-    }
-}
-
 #[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2",
     params(("name" = String, Path, description = "Model name")),
     responses(
-        (status = 200, description = "The model is ready", body = crate::openapi::ModelReady),
-        (status = 404, description = "No such model", body = ErrorBody),
-        (status = 503, description = "The model is loading, failed, or the server is shutting down", body = crate::openapi::ModelReady),
+        (status = 200, description = "The model is ready", body = crate::protocol::schema::ModelReady),
+        UnknownModel,
+        (status = 503, description = "The model is loading, failed, or the server is shutting down", body = crate::protocol::schema::ModelReady),
     ))]
 pub(crate) async fn model_ready(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Response {
-    model_readiness(&state, &name, None)
+    model_readiness(&state, &name, None, StatusCode::SERVICE_UNAVAILABLE)
 }
 
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2",
     params(("name" = String, Path, description = "Model name"), ("version" = String, Path, description = "Model version")),
     responses(
-        (status = 200, description = "The model is ready", body = crate::openapi::ModelReady),
-        (status = 404, description = "No such model or version", body = ErrorBody),
-        (status = 503, description = "The model is loading, failed, or the server is shutting down", body = crate::openapi::ModelReady),
+        (status = 200, description = "The model is ready", body = crate::protocol::schema::ModelReady),
+        UnknownVersion,
+        (status = 503, description = "The model is loading, failed, or the server is shutting down", body = crate::protocol::schema::ModelReady),
     ))]
 pub(crate) async fn model_ready_version(
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
-    model_readiness(&state, &name, Some(&version))
+    model_readiness(
+        &state,
+        &name,
+        Some(&version),
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
 }
 
 /// Runs the model. JSON bodies are accepted whatever the Content-Type; with
@@ -174,16 +157,10 @@ pub(crate) async fn model_ready_version(
 /// binary tensor data, and binary outputs follow the response's JSON.
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2",
     params(("name" = String, Path, description = "Model name")),
-    request_body(content = crate::openapi::InferenceRequest, content_type = "application/json"),
+    request_body(content = crate::protocol::schema::InferenceRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "The outputs", body = crate::openapi::InferenceResponse),
-        (status = 400, description = "Invalid input: malformed JSON, unknown input or output, wrong datatype or shape", body = ErrorBody),
-        (status = 404, description = "No such model or version", body = ErrorBody),
-        (status = 408, description = "The client sent the body too slowly", body = ErrorBody),
-        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
-        (status = 429, description = "The model's queue is full; retry later", body = ErrorBody),
-        (status = 500, description = "The model failed to run", body = ErrorBody),
-        (status = 503, description = "The model is not ready, or the server is shutting down", body = ErrorBody),
+        (status = 200, description = "The outputs", body = crate::protocol::schema::InferenceResponse),
+        InferErrors,
     ))]
 pub(crate) async fn infer(
     State(state): State<Arc<AppState>>,
@@ -198,16 +175,10 @@ pub(crate) async fn infer(
 
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2",
     params(("name" = String, Path, description = "Model name"), ("version" = String, Path, description = "Model version")),
-    request_body(content = crate::openapi::InferenceRequest, content_type = "application/json"),
+    request_body(content = crate::protocol::schema::InferenceRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "The outputs", body = crate::openapi::InferenceResponse),
-        (status = 400, description = "Invalid input: malformed JSON, unknown input or output, wrong datatype or shape", body = ErrorBody),
-        (status = 404, description = "No such model or version", body = ErrorBody),
-        (status = 408, description = "The client sent the body too slowly", body = ErrorBody),
-        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
-        (status = 429, description = "The model's queue is full; retry later", body = ErrorBody),
-        (status = 500, description = "The model failed to run", body = ErrorBody),
-        (status = 503, description = "The model is not ready, or the server is shutting down", body = ErrorBody),
+        (status = 200, description = "The outputs", body = crate::protocol::schema::InferenceResponse),
+        InferErrors,
     ))]
 pub(crate) async fn infer_version(
     State(state): State<Arc<AppState>>,
@@ -245,18 +216,9 @@ async fn run_infer(
     let request = v2::parse_request(&body, json_len)?;
     drop(body);
 
-    let signature = model.engine.signature();
-    for out in &request.outputs {
-        if !signature.outputs.iter().any(|s| s.name == out.name) {
-            let names: Vec<&str> = signature.outputs.iter().map(|s| s.name.as_str()).collect();
-            return Err(BadRequest::new(format!(
-                "outputs: the model has no output '{}' (outputs: {})",
-                out.name,
-                names.join(", ")
-            ))
-            .into());
-        }
-    }
+    model
+        .engine
+        .check_outputs(request.outputs.iter().map(|o| o.name.as_str()))?;
     let id = match request.id {
         Some(id) => id,
         None => headers
@@ -282,7 +244,7 @@ async fn run_infer(
             .filter_map(|want| {
                 outputs
                     .iter()
-                    .find(|t| t.name == want.name)
+                    .find(|t| t.name() == want.name)
                     .map(|t| ResponseOutput {
                         tensor: t,
                         binary: want.binary,

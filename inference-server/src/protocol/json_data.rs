@@ -7,9 +7,8 @@
 
 use std::fmt;
 
-use half::f16;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, SeqAccess, Visitor};
-use serde::ser::{SerializeSeq, Serializer};
+use serde::ser::Serializer;
 use serde_json::value::RawValue;
 
 use crate::tensor::{DataType, TensorData};
@@ -17,28 +16,19 @@ use crate::tensor::{DataType, TensorData};
 /// Parses `raw` (a JSON scalar or arbitrarily nested array) into a flat vector of `datatype`.
 pub fn parse(datatype: DataType, raw: &RawValue) -> Result<TensorData, serde_json::Error> {
     let s = raw.get();
-    Ok(match datatype {
-        DataType::Bool => TensorData::Bool(flat(s)?),
-        DataType::Uint8 => TensorData::Uint8(flat(s)?),
-        DataType::Uint16 => TensorData::Uint16(flat(s)?),
-        DataType::Uint32 => TensorData::Uint32(flat(s)?),
-        DataType::Uint64 => TensorData::Uint64(flat(s)?),
-        DataType::Int8 => TensorData::Int8(flat(s)?),
-        DataType::Int16 => TensorData::Int16(flat(s)?),
-        DataType::Int32 => TensorData::Int32(flat(s)?),
-        DataType::Int64 => TensorData::Int64(flat(s)?),
-        DataType::Fp16 => {
-            TensorData::Fp16(flat::<f32>(s)?.into_iter().map(f16::from_f32).collect())
-        }
-        DataType::Fp32 => TensorData::Fp32(flat(s)?),
-        DataType::Fp64 => TensorData::Fp64(flat(s)?),
-        DataType::Bytes => TensorData::Bytes(
-            flat::<String>(s)?
-                .into_iter()
-                .map(String::into_bytes)
-                .collect(),
-        ),
-    })
+    Ok(crate::match_datatype!(datatype, {
+        plain T => flat::<T>(s)?.into(),
+        half T => flat::<f32>(s)?
+            .into_iter()
+            .map(T::from_f32)
+            .collect::<Vec<T>>()
+            .into(),
+        bytes T => flat::<String>(s)?
+            .into_iter()
+            .map(String::into_bytes)
+            .collect::<Vec<T>>()
+            .into(),
+    }))
 }
 
 fn flat<T: DeserializeOwned>(s: &str) -> Result<Vec<T>, serde_json::Error> {
@@ -124,44 +114,62 @@ impl<T> Flatten<'_, T> {
     }
 }
 
-/// Serializes a tensor's elements as a flat JSON array.
-pub struct FlatData<'a>(pub &'a TensorData);
+/// Serializes a tensor's elements, or the range `start..end` of them, as a
+/// flat JSON array: FP16 as numbers, BYTES as (lossy UTF-8) strings. The one
+/// JSON writer of tensor data: v2 responses, v1 predictions and `predict`'s
+/// output lines all use it.
+pub struct FlatData<'a> {
+    data: &'a TensorData,
+    start: usize,
+    end: usize,
+}
+
+impl<'a> FlatData<'a> {
+    /// Every element of `data`.
+    pub fn new(data: &'a TensorData) -> Self {
+        FlatData {
+            data,
+            start: 0,
+            end: data.len(),
+        }
+    }
+
+    /// Elements `start..end` of `data` (one row of a batch, say).
+    pub fn range(data: &'a TensorData, start: usize, end: usize) -> Self {
+        FlatData { data, start, end }
+    }
+}
 
 impl serde::Serialize for FlatData<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            TensorData::Fp16(v) => {
-                let mut seq = s.serialize_seq(Some(v.len()))?;
-                for x in v {
-                    seq.serialize_element(&x.to_f32())?;
-                }
-                seq.end()
-            }
-            TensorData::Bytes(v) => {
-                let mut seq = s.serialize_seq(Some(v.len()))?;
-                for x in v {
-                    seq.serialize_element(&String::from_utf8_lossy(x))?;
-                }
-                seq.end()
-            }
-            TensorData::Bool(v) => v.serialize(s),
-            TensorData::Uint8(v) => v.serialize(s),
-            TensorData::Uint16(v) => v.serialize(s),
-            TensorData::Uint32(v) => v.serialize(s),
-            TensorData::Uint64(v) => v.serialize(s),
-            TensorData::Int8(v) => v.serialize(s),
-            TensorData::Int16(v) => v.serialize(s),
-            TensorData::Int32(v) => v.serialize(s),
-            TensorData::Int64(v) => v.serialize(s),
-            TensorData::Fp32(v) => v.serialize(s),
-            TensorData::Fp64(v) => v.serialize(s),
-        }
+        let (start, end) = (self.start, self.end);
+        crate::match_data!(self.data, {
+            plain v => v[start..end].serialize(s),
+            half v => s.collect_seq(v[start..end].iter().map(|x| x.to_f32())),
+            bytes v => s.collect_seq(v[start..end].iter().map(|x| String::from_utf8_lossy(x))),
+        })
+    }
+}
+
+/// Serializes element `index` of a tensor's data as one JSON value, written
+/// as [`FlatData`] writes each element.
+pub struct Scalar<'a>(pub &'a TensorData, pub usize);
+
+impl serde::Serialize for Scalar<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let i = self.1;
+        crate::match_data!(self.0, {
+            plain v => v[i].serialize(s),
+            half v => s.serialize_f32(v[i].to_f32()),
+            bytes v => s.serialize_str(&String::from_utf8_lossy(&v[i])),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::f16;
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_string()).unwrap()
@@ -222,10 +230,29 @@ mod tests {
 
     #[test]
     fn flat_data_writes_a_plain_array() {
-        let s = serde_json::to_string(&FlatData(&TensorData::Fp32(vec![0.5, 1.0]))).unwrap();
+        let s = serde_json::to_string(&FlatData::new(&TensorData::Fp32(vec![0.5, 1.0]))).unwrap();
         assert_eq!(s, "[0.5,1.0]");
-        let s =
-            serde_json::to_string(&FlatData(&TensorData::Fp16(vec![f16::from_f32(2.0)]))).unwrap();
-        assert_eq!(s, "[2.0]");
+        let half = TensorData::Fp16(vec![f16::from_f32(2.0)]);
+        assert_eq!(
+            serde_json::to_string(&FlatData::new(&half)).unwrap(),
+            "[2.0]"
+        );
+        let text = TensorData::Bytes(vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            serde_json::to_string(&FlatData::new(&text)).unwrap(),
+            r#"["a","b"]"#
+        );
+    }
+
+    #[test]
+    fn ranges_and_scalars_write_single_rows() {
+        let d = TensorData::Int64(vec![1, 2, 3, 4]);
+        assert_eq!(
+            serde_json::to_string(&FlatData::range(&d, 2, 4)).unwrap(),
+            "[3,4]"
+        );
+        assert_eq!(serde_json::to_string(&Scalar(&d, 1)).unwrap(), "2");
+        let half = TensorData::Fp16(vec![f16::from_f32(0.5)]);
+        assert_eq!(serde_json::to_string(&Scalar(&half, 0)).unwrap(), "0.5");
     }
 }

@@ -4,7 +4,9 @@
 //! Parsing turns bytes into [`crate::tensor::Tensor`]s and encoding turns
 //! tensors back into bytes; neither knows about HTTP or models.
 
+pub mod binary;
 pub mod json_data;
+pub mod schema;
 pub mod v1;
 pub mod v2;
 

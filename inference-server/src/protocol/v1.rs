@@ -97,18 +97,17 @@ fn stack_rows<'a>(
                 row.len()
             )));
         }
-        parts.push(Tensor {
-            name: String::new(),
-            shape: vec![1, per_row],
-            data: row,
-        });
+        let part = Tensor::new(String::new(), vec![1, per_row], row)
+            .map_err(|e| BadRequest::new(e.to_string()))?;
+        parts.push(part);
     }
     let refs: Vec<&Tensor> = parts.iter().collect();
     let stacked =
         Tensor::concat_rows(&spec.name, &refs).map_err(|e| BadRequest::new(e.to_string()))?;
     let mut shape = vec![rows];
     shape.extend(row_shape);
-    Tensor::new(spec.name.clone(), shape, stacked.data).map_err(|e| BadRequest::new(e.to_string()))
+    Tensor::new(spec.name.clone(), shape, stacked.into_data())
+        .map_err(|e| BadRequest::new(e.to_string()))
 }
 
 /// Encodes outputs as v1 predictions: one entry per row; the row's values
@@ -116,7 +115,7 @@ fn stack_rows<'a>(
 pub fn encode_predictions(outputs: &[Tensor]) -> Result<Value, BadRequest> {
     let rows = outputs
         .first()
-        .and_then(|t| t.shape.first().copied())
+        .and_then(|t| t.shape().first().copied())
         .unwrap_or(0);
     let per_output: Vec<Vec<Value>> = outputs.iter().map(|t| row_values(t, rows)).collect();
     let predictions: Vec<Value> = (0..rows)
@@ -128,7 +127,7 @@ pub fn encode_predictions(outputs: &[Tensor]) -> Result<Value, BadRequest> {
                     outputs
                         .iter()
                         .zip(&per_output)
-                        .map(|(t, vals)| (t.name.clone(), vals[r].clone()))
+                        .map(|(t, vals)| (t.name().to_string(), vals[r].clone()))
                         .collect(),
                 )
             }
@@ -139,7 +138,7 @@ pub fn encode_predictions(outputs: &[Tensor]) -> Result<Value, BadRequest> {
 
 /// Splits a tensor into per-row JSON values: a scalar for `[N]`, an array for `[N, ...]`.
 fn row_values(t: &Tensor, rows: usize) -> Vec<Value> {
-    let all = serde_json::to_value(json_data::FlatData(&t.data)).unwrap_or(Value::Null);
+    let all = serde_json::to_value(json_data::FlatData::new(t.data())).unwrap_or(Value::Null);
     let Value::Array(items) = all else {
         return vec![Value::Null; rows];
     };
@@ -147,7 +146,7 @@ fn row_values(t: &Tensor, rows: usize) -> Vec<Value> {
         return Vec::new();
     }
     let per_row = items.len() / rows;
-    if t.shape.len() <= 1 {
+    if t.shape().len() <= 1 {
         return items;
     }
     items
@@ -173,8 +172,8 @@ mod tests {
     fn instances_become_rows_of_the_single_input() {
         let body = br#"{"instances": [[5.1,3.5,1.4,0.2],[6.9,3.1,5.4,2.1]]}"#;
         let t = parse_instances(body, &iris_input()).unwrap();
-        assert_eq!(t[0].shape, vec![2, 4]);
-        assert_eq!(t[0].data.len(), 8);
+        assert_eq!(t[0].shape(), [2, 4]);
+        assert_eq!(t[0].data().len(), 8);
     }
 
     #[test]

@@ -6,8 +6,9 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::BadRequest;
+use super::binary;
 use super::json_data::{self, FlatData};
-use crate::tensor::{DataType, Tensor, TensorData, TensorSpec};
+use crate::tensor::{DataType, Tensor, TensorSpec};
 
 /// HTTP header that carries the length of the JSON part of a request or
 /// response body when binary tensor data follows it.
@@ -128,7 +129,7 @@ pub fn parse_request(body: &[u8], json_len: Option<usize>) -> Result<InferReques
                 }
                 let (chunk, rest) = binary.split_at(size);
                 binary = rest;
-                TensorData::from_le_bytes(datatype, chunk)
+                binary::decode(datatype, chunk)
                     .map_err(|e| BadRequest::new(format!("input '{name}': {e}")))?
             }
             (None, Some(raw)) => json_data::parse(datatype, raw).map_err(|e| {
@@ -147,7 +148,8 @@ pub fn parse_request(body: &[u8], json_len: Option<usize>) -> Result<InferReques
                 data.len()
             )));
         }
-        inputs.push(Tensor { name, shape, data });
+        let tensor = Tensor::new(name, shape, data).map_err(|e| BadRequest::new(e.to_string()))?;
+        inputs.push(tensor);
     }
     if !binary.is_empty() {
         return Err(BadRequest::new(format!(
@@ -235,19 +237,19 @@ pub fn encode_response(
             .iter()
             .map(|o| {
                 let (parameters, data) = if o.binary {
-                    let bytes = o.tensor.data.to_le_bytes();
+                    let bytes = binary::encode(o.tensor.data());
                     let params = BinaryParams {
                         binary_data_size: bytes.len(),
                     };
                     binaries.push(bytes);
                     (Some(params), None)
                 } else {
-                    (None, Some(FlatData(&o.tensor.data)))
+                    (None, Some(FlatData::new(o.tensor.data())))
                 };
                 OutputWire {
-                    name: &o.tensor.name,
+                    name: o.tensor.name(),
                     datatype: o.tensor.datatype(),
-                    shape: &o.tensor.shape,
+                    shape: o.tensor.shape(),
                     parameters,
                     data,
                 }
@@ -310,6 +312,7 @@ pub struct ServerMetadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::TensorData;
 
     const IRIS: &str = r#"{"id":"r1","inputs":[{"name":"input","shape":[2,4],"datatype":"FP32","data":[[5.1,3.5,1.4,0.2],[6.9,3.1,5.4,2.1]]}]}"#;
 
@@ -318,8 +321,8 @@ mod tests {
         let req = parse_request(IRIS.as_bytes(), None).unwrap();
         assert_eq!(req.id.as_deref(), Some("r1"));
         assert_eq!(req.inputs.len(), 1);
-        assert_eq!(req.inputs[0].shape, vec![2, 4]);
-        assert_eq!(req.inputs[0].data.len(), 8);
+        assert_eq!(req.inputs[0].shape(), [2, 4]);
+        assert_eq!(req.inputs[0].data().len(), 8);
         assert!(req.outputs.is_empty());
         assert!(!req.binary_output);
     }
@@ -368,8 +371,8 @@ mod tests {
         body.extend(2.5f32.to_le_bytes());
         body.extend(7i64.to_le_bytes());
         let req = parse_request(&body, Some(header.len())).unwrap();
-        assert_eq!(req.inputs[0].data, TensorData::Fp32(vec![1.5, 2.5]));
-        assert_eq!(req.inputs[1].data, TensorData::Int64(vec![7]));
+        assert_eq!(req.inputs[0].data(), &TensorData::Fp32(vec![1.5, 2.5]));
+        assert_eq!(req.inputs[1].data(), &TensorData::Int64(vec![7]));
         assert!(req.binary_output);
 
         let err = parse_request(&body[..body.len() - 1], Some(header.len())).unwrap_err();

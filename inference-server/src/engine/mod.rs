@@ -10,16 +10,24 @@
 //! the delay. While every worker is busy, jobs pile up in the queue, so
 //! batches grow with load by themselves. A full queue is refused at once:
 //! memory never grows without bound.
+//!
+//! [`validate`] holds the checks a request passes before it is queued,
+//! [`batch`] the gathering and running of one batch.
+
+pub mod batch;
+pub mod validate;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::backend::{Backend, InferError};
 use crate::metrics::ModelMetrics;
 use crate::protocol::BadRequest;
+use crate::runtime::{Backend, InferError};
 use crate::tensor::{ModelSignature, Tensor};
+use batch::{Gathered, Job, gather, run_batch};
+pub use validate::{check_outputs, prepare_inputs, warm_up_inputs};
 
 /// How a model's requests are queued and batched.
 #[derive(Debug, Clone)]
@@ -41,7 +49,7 @@ impl Default for EngineConfig {
             max_batch_size: 32,
             max_batch_delay: Duration::from_millis(1),
             max_queue: 1024,
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            workers: crate::runtime::threads(0),
         }
     }
 }
@@ -57,12 +65,6 @@ pub enum EngineError {
     ShuttingDown(String),
     #[error("inference failed: {0}")]
     Inference(#[from] InferError),
-}
-
-struct Job {
-    inputs: Vec<Tensor>,
-    rows: usize,
-    reply: oneshot::Sender<Result<Vec<Tensor>, EngineError>>,
 }
 
 /// A handle to a running engine: cheap to clone, shared by all requests.
@@ -111,16 +113,34 @@ impl Engine {
         prepare_inputs(&self.signature, inputs)
     }
 
+    /// Checks that the model has every output named in `requested`.
+    pub fn check_outputs<'a>(
+        &self,
+        requested: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), BadRequest> {
+        check_outputs(&self.signature, requested)
+    }
+
     /// Validates, queues and waits for the outputs of one request. Outputs
     /// come in signature order.
     pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, EngineError> {
         let (inputs, rows) = self.prepare(inputs)?;
         let (reply, rx) = oneshot::channel();
+        // A child of the caller's span (the HTTP request's, with its id);
+        // the batch it runs in is recorded on it.
+        let span = tracing::debug_span!(
+            "infer",
+            model = %self.name,
+            rows,
+            batch_id = tracing::field::Empty,
+            batch_rows = tracing::field::Empty,
+        );
         self.tx
             .try_send(Job {
                 inputs,
                 rows,
                 reply,
+                span,
             })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => EngineError::QueueFull(self.name.to_string()),
@@ -132,75 +152,6 @@ impl Engine {
         rx.await
             .unwrap_or_else(|_| Err(EngineError::ShuttingDown(self.name.to_string())))
     }
-}
-
-/// Validates request tensors against a signature; returns them in signature
-/// order with the row count.
-pub fn prepare_inputs(
-    signature: &ModelSignature,
-    mut inputs: Vec<Tensor>,
-) -> Result<(Vec<Tensor>, usize), BadRequest> {
-    for t in &inputs {
-        if !signature.inputs.iter().any(|s| s.name == t.name) {
-            let names: Vec<&str> = signature.inputs.iter().map(|s| s.name.as_str()).collect();
-            return Err(BadRequest::new(format!(
-                "input '{}': the model has no such input (inputs: {})",
-                t.name,
-                names.join(", ")
-            )));
-        }
-    }
-    let mut ordered = Vec::with_capacity(signature.inputs.len());
-    for spec in &signature.inputs {
-        let pos = inputs
-            .iter()
-            .position(|t| t.name == spec.name)
-            .ok_or_else(|| BadRequest::new(format!("input '{}': missing", spec.name)))?;
-        let t = inputs.swap_remove(pos);
-        if inputs.iter().any(|o| o.name == spec.name) {
-            return Err(BadRequest::new(format!(
-                "input '{}': given more than once",
-                spec.name
-            )));
-        }
-        if t.datatype() != spec.datatype {
-            return Err(BadRequest::new(format!(
-                "input '{}': expected datatype {}, got {}",
-                spec.name,
-                spec.datatype,
-                t.datatype()
-            )));
-        }
-        if !spec.accepts_shape(&t.shape) {
-            return Err(BadRequest::new(format!(
-                "input '{}': shape {:?} does not match the model's {:?} (-1 = any size)",
-                spec.name, t.shape, spec.shape
-            )));
-        }
-        ordered.push(t);
-    }
-    let rows = ordered[0].shape.first().copied().unwrap_or(1);
-    if signature.supports_batching() {
-        if rows == 0 {
-            return Err(BadRequest::new(format!(
-                "input '{}': the batch is empty (first dimension is 0)",
-                ordered[0].name
-            )));
-        }
-        if let Some(t) = ordered.iter().find(|t| t.shape[0] != rows) {
-            return Err(BadRequest::new(format!(
-                "input '{}': has {} rows but input '{}' has {rows}",
-                t.name, t.shape[0], ordered[0].name
-            )));
-        }
-    }
-    if let Some(t) = ordered.iter().find(|t| t.data.is_empty()) {
-        return Err(BadRequest::new(format!(
-            "input '{}': has no values",
-            t.name
-        )));
-    }
-    Ok((ordered, rows))
 }
 
 async fn batcher(
@@ -215,6 +166,8 @@ async fn batcher(
     // Jobs in the batch before this one: more than one means requests are
     // arriving faster than batches run.
     let mut last_jobs = 0;
+    // Numbers batches for the traces, from 1.
+    let mut batch_id = 0u64;
     loop {
         let Ok(permit) = workers.clone().acquire_owned().await else {
             return;
@@ -226,132 +179,38 @@ async fn batcher(
                 None => return,
             },
         };
-        let mut batch = vec![first];
-        let mut rows = batch[0].rows;
-        if config.max_batch_size > 1 {
-            // Waiting for company pays only under load: with every other
-            // worker idle and the last batch a lone job, the jobs already
-            // queued are all there is.
-            let others_busy = workers.available_permits() + 1 < config.workers;
-            let wait = if others_busy || last_jobs > 1 {
-                config.max_batch_delay
-            } else {
-                Duration::ZERO
-            };
-            let deadline = Instant::now() + wait;
-            while rows < config.max_batch_size {
-                let next = match rx.try_recv() {
-                    Ok(job) => job,
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            break;
-                        }
-                        match tokio::time::timeout(left, rx.recv()).await {
-                            Ok(Some(job)) => job,
-                            _ => break,
-                        }
-                    }
-                };
-                if rows + next.rows > config.max_batch_size || !stackable(&batch[0], &next) {
-                    held = Some(next);
-                    break;
-                }
-                rows += next.rows;
-                batch.push(next);
-            }
-        }
+        // Waiting for company pays only under load: with every other worker
+        // idle and the last batch a lone job, the jobs already queued are
+        // all there is.
+        let others_busy = workers.available_permits() + 1 < config.workers;
+        let wait = if others_busy || last_jobs > 1 {
+            config.max_batch_delay
+        } else {
+            Duration::ZERO
+        };
+        let Gathered {
+            jobs: batch,
+            rows,
+            held: next,
+        } = gather(first, &mut rx, config.max_batch_size, wait).await;
+        held = next;
         last_jobs = batch.len();
         metrics.queue_depth.dec_by(batch.len() as i64);
         let backend = backend.clone();
         let metrics = metrics.clone();
         let name = name.clone();
+        batch_id += 1;
         tokio::task::spawn_blocking(move || {
-            run_batch(&name, backend.as_ref(), batch, rows, &metrics, permit);
+            run_batch(
+                &name,
+                batch_id,
+                backend.as_ref(),
+                batch,
+                rows,
+                &metrics,
+                permit,
+            );
         });
-    }
-}
-
-/// Jobs can share a batch when their tensors agree beyond the first dimension.
-fn stackable(a: &Job, b: &Job) -> bool {
-    a.inputs
-        .iter()
-        .zip(&b.inputs)
-        .all(|(x, y)| x.shape[1..] == y.shape[1..])
-}
-
-/// Runs one batch and answers its jobs. The worker's `permit` is given back
-/// as soon as the model has run, before the answers go out, so that the
-/// batcher never sees a finished batch as still running.
-fn run_batch(
-    name: &str,
-    backend: &dyn Backend,
-    mut batch: Vec<Job>,
-    rows: usize,
-    metrics: &ModelMetrics,
-    permit: OwnedSemaphorePermit,
-) {
-    batch.retain(|job| !job.reply.is_closed());
-    if batch.is_empty() {
-        return;
-    }
-    metrics.batch_size.observe(rows as f64);
-    let started = Instant::now();
-    if batch.len() == 1 {
-        let job = batch.pop().expect("one job");
-        let out = backend.infer(&job.inputs).map_err(EngineError::from);
-        drop(permit);
-        metrics
-            .inference_seconds
-            .observe(started.elapsed().as_secs_f64());
-        let _ = job.reply.send(out);
-        return;
-    }
-    let merged: Result<Vec<Tensor>, InferError> = (0..batch[0].inputs.len())
-        .map(|i| {
-            let parts: Vec<&Tensor> = batch.iter().map(|j| &j.inputs[i]).collect();
-            Tensor::concat_rows(&parts[0].name, &parts).map_err(InferError::new)
-        })
-        .collect();
-    let result = merged.and_then(|inputs| backend.infer(&inputs));
-    drop(permit);
-    metrics
-        .inference_seconds
-        .observe(started.elapsed().as_secs_f64());
-    let outputs = match result {
-        Ok(outputs) => outputs,
-        Err(e) => {
-            tracing::warn!(model = name, error = %e, jobs = batch.len(), "batched inference failed");
-            for job in batch {
-                let _ = job
-                    .reply
-                    .send(Err(EngineError::Inference(InferError::new(&e))));
-            }
-            return;
-        }
-    };
-    let row_counts: Vec<usize> = batch.iter().map(|j| j.rows).collect();
-    let split: Result<Vec<Vec<Tensor>>, InferError> = outputs
-        .iter()
-        .map(|o| o.split_rows(&row_counts).map_err(InferError::new))
-        .collect();
-    match split {
-        Ok(per_output) => {
-            let mut parts: Vec<_> = per_output.into_iter().map(Vec::into_iter).collect();
-            for job in batch {
-                let outs = parts
-                    .iter_mut()
-                    .map(|p| p.next().expect("one part per job"))
-                    .collect();
-                let _ = job.reply.send(Ok(outs));
-            }
-        }
-        Err(e) => {
-            for job in batch {
-                let _ = job.reply.send(Err(EngineError::Inference(e.clone())));
-            }
-        }
     }
 }
 
@@ -395,13 +254,13 @@ mod tests {
         }
         fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, InferError> {
             std::thread::sleep(self.delay);
-            self.batches.lock().unwrap().push(inputs[0].shape[0]);
-            let TensorData::Fp32(v) = &inputs[0].data else {
+            self.batches.lock().unwrap().push(inputs[0].shape()[0]);
+            let TensorData::Fp32(v) = inputs[0].data() else {
                 return Err(InferError::new("expected FP32"));
             };
             let data = TensorData::Fp32(v.iter().map(|x| x * 2.0).collect());
             Ok(vec![
-                Tensor::new("y", inputs[0].shape.clone(), data).map_err(InferError::new)?,
+                Tensor::new("y", inputs[0].shape().to_vec(), data).map_err(InferError::new)?,
             ])
         }
     }
@@ -436,9 +295,9 @@ mod tests {
         for t in tasks {
             let (i, out) = t.await.unwrap();
             let out = out.unwrap();
-            assert_eq!(out[0].shape, vec![1, 2]);
+            assert_eq!(out[0].shape(), [1, 2]);
             assert_eq!(
-                out[0].data,
+                *out[0].data(),
                 TensorData::Fp32(vec![2.0 * i as f32, -2.0 * i as f32])
             );
         }
@@ -467,7 +326,7 @@ mod tests {
             let started = tokio::time::Instant::now();
             let out = engine.infer(row(i)).await.unwrap();
             assert_eq!(
-                out[0].data,
+                *out[0].data(),
                 TensorData::Fp32(vec![2.0 * i as f32, -2.0 * i as f32])
             );
             assert!(
@@ -508,44 +367,54 @@ mod tests {
         assert!(ok >= 2, "expected some successes, full={full}");
     }
 
-    #[test]
-    fn prepare_checks_names_datatypes_shapes_and_rows() {
-        let sig = Doubler::new(Duration::ZERO).signature.clone();
-        let bad_name = vec![Tensor::new("z", vec![1, 2], TensorData::Fp32(vec![0.0; 2])).unwrap()];
-        assert!(
-            prepare_inputs(&sig, bad_name)
-                .unwrap_err()
-                .0
-                .contains("input 'z': the model has no such input")
+    /// Collects the values recorded on `infer` spans after they were created.
+    #[derive(Clone, Default)]
+    struct Recorded(Arc<Mutex<Vec<(String, String)>>>);
+
+    impl tracing::field::Visit for Recorded {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            let value = format!("{value:?}");
+            self.0
+                .lock()
+                .unwrap()
+                .push((field.name().to_string(), value));
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorded {
+        fn on_record(
+            &self,
+            _span: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            _ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            values.record(&mut self.clone());
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_request_span_records_the_batch_it_ran_in() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let recorded = Recorded::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(recorded.clone())
+            .with(tracing_subscriber::filter::LevelFilter::DEBUG);
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let engine = Engine::start(
+            "m",
+            Doubler::new(Duration::ZERO),
+            EngineConfig::default(),
+            ModelMetrics::detached(),
         );
-        let bad_type = vec![Tensor::new("x", vec![1, 2], TensorData::Int64(vec![0; 2])).unwrap()];
-        assert!(
-            prepare_inputs(&sig, bad_type)
-                .unwrap_err()
-                .0
-                .contains("expected datatype FP32, got INT64")
-        );
-        let bad_shape = vec![Tensor::new("x", vec![1, 3], TensorData::Fp32(vec![0.0; 3])).unwrap()];
-        assert!(
-            prepare_inputs(&sig, bad_shape)
-                .unwrap_err()
-                .0
-                .contains("shape [1, 3]")
-        );
-        let empty = vec![Tensor::new("x", vec![0, 2], TensorData::Fp32(vec![])).unwrap()];
-        assert!(
-            prepare_inputs(&sig, empty)
-                .unwrap_err()
-                .0
-                .contains("batch is empty")
-        );
-        assert!(
-            prepare_inputs(&sig, vec![])
-                .unwrap_err()
-                .0
-                .contains("input 'x': missing")
-        );
-        let (ok, rows) = prepare_inputs(&sig, row(3)).unwrap();
-        assert_eq!((ok.len(), rows), (1, 1));
+        engine.infer(row(1)).await.unwrap();
+        engine.infer(row(2)).await.unwrap();
+        let got = recorded.0.lock().unwrap().clone();
+        let pairs = |id: &str| {
+            vec![
+                ("batch_id".to_string(), id.to_string()),
+                ("batch_rows".to_string(), "1".to_string()),
+            ]
+        };
+        assert_eq!(got, [pairs("1"), pairs("2")].concat());
     }
 }

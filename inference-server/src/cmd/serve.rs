@@ -1,22 +1,92 @@
 //! `modelship-server serve`: listen first, then load and warm up the model,
 //! then report ready; on SIGTERM report not-ready, drain, and exit.
+//! [`ServeArgs`] are its flags.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::time::Duration;
+
 use axum::serve::ListenerExt;
+use clap::Args;
 use tokio::net::TcpListener;
 
-use crate::backends;
-use crate::config::ServeArgs;
-use crate::engine::Engine;
+use super::args::{ModelArgs, RuntimeArgs};
+use super::termination::write_termination_message;
+use crate::engine::{Engine, EngineConfig, warm_up_inputs};
 use crate::metrics::{Metrics, ModelLabels};
 use crate::model::ModelArtifact;
+use crate::runtime::{self, RuntimeOptions};
 use crate::source;
 use crate::state::{AppState, HttpLimits, ModelState, ServedModel};
-use crate::tensor::{ModelSignature, Tensor, TensorData};
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Name to serve the model under (default: the file name without .onnx, or the builtin name).
+    #[arg(long, env = "MODELSHIP_MODEL_NAME")]
+    pub model_name: Option<String>,
+    /// Version to report; when set, /versions/{v} routes must name it.
+    #[arg(long, env = "MODELSHIP_MODEL_VERSION")]
+    pub model_version: Option<String>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Address to listen on.
+    #[arg(long, env = "MODELSHIP_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, env = "MODELSHIP_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Most rows merged into one batch (1 disables batching).
+    #[arg(long, env = "MODELSHIP_MAX_BATCH_SIZE", default_value_t = 32)]
+    pub max_batch_size: usize,
+    /// Longest a batch waits for more requests under load, e.g. `1ms`, `500us`
+    /// (an idle server runs a lone request at once).
+    #[arg(long, env = "MODELSHIP_MAX_BATCH_DELAY", default_value = "1ms", value_parser = humantime::parse_duration)]
+    pub max_batch_delay: Duration,
+    /// Requests that may wait for a batch; more are refused with 429.
+    #[arg(long, env = "MODELSHIP_MAX_QUEUE", default_value_t = 1024)]
+    pub max_queue: usize,
+    /// Batches run at the same time (0 = number of cores).
+    #[arg(long, env = "MODELSHIP_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, env = "MODELSHIP_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Longest a client may take to send a request body (slower: 408).
+    #[arg(long, env = "MODELSHIP_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+    /// After SIGTERM, how long to keep serving while reporting not-ready, so
+    /// load balancers stop sending traffic before the listener closes.
+    #[arg(long, env = "MODELSHIP_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+    /// After SIGTERM (and the drain delay), how long in-flight requests may take before exit.
+    #[arg(long, env = "MODELSHIP_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl ServeArgs {
+    /// Batches that run at the same time: `--workers`, or one per core.
+    pub fn workers(&self) -> usize {
+        runtime::threads(self.workers)
+    }
+
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            max_batch_size: self.max_batch_size.max(1),
+            max_batch_delay: self.max_batch_delay,
+            max_queue: self.max_queue.max(1),
+            workers: self.workers(),
+        }
+    }
+
+    pub fn runtime_options(&self) -> RuntimeOptions {
+        self.runtime.options(self.workers())
+    }
+}
 
 /// Runs the server until SIGTERM/SIGINT. A model that cannot be fetched or
 /// loaded ends the process with a non-zero code and its cause in the
@@ -26,10 +96,14 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     // Without a configured name the name comes from the model file, so read it first.
     let (name, mut artifact) = match &args.model_name {
         Some(name) => (name.clone(), None),
-        None => match source::load_artifact(&args.model, args.sha256.as_deref()).await {
-            Ok(a) => (a.default_name.clone(), Some(a)),
-            Err(e) => return fail(&format!("model fetch failed: {e}")),
-        },
+        None => {
+            match source::load_artifact(&args.model.model, args.model.checksum.sha256.as_deref())
+                .await
+            {
+                Ok(a) => (a.default_name.clone(), Some(a)),
+                Err(e) => return fail(&format!("model fetch failed: {e}")),
+            }
+        }
     };
 
     let metrics = Arc::new(Metrics::new());
@@ -73,10 +147,14 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     // Load while already answering liveness (and readiness: not yet).
     let artifact = match artifact.take() {
         Some(a) => a,
-        None => match source::load_artifact(&args.model, args.sha256.as_deref()).await {
-            Ok(a) => a,
-            Err(e) => return fail(&format!("model fetch failed: {e}")),
-        },
+        None => {
+            match source::load_artifact(&args.model.model, args.model.checksum.sha256.as_deref())
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => return fail(&format!("model fetch failed: {e}")),
+            }
+        }
     };
     let served = match load_and_warm_up(&name, &args, artifact, &metrics).await {
         Ok(m) => m,
@@ -129,7 +207,7 @@ pub async fn load_and_warm_up(
 ) -> Result<ServedModel, String> {
     let options = args.runtime_options();
     let (backend, artifact) = tokio::task::spawn_blocking(move || {
-        let backend = backends::load(&artifact, &options);
+        let backend = runtime::load(&artifact, &options);
         (backend, artifact)
     })
     .await
@@ -139,7 +217,7 @@ pub async fn load_and_warm_up(
     let platform = backend.platform();
     let model_metrics = metrics.for_model(name);
     let engine = Engine::start(name, backend, args.engine_config(), model_metrics.clone());
-    let warm_up = warm_up_inputs(engine.signature())?;
+    let warm_up = warm_up_inputs(engine.signature());
     engine
         .infer(warm_up)
         .await
@@ -155,33 +233,10 @@ pub async fn load_and_warm_up(
     })
 }
 
-/// One row of zeros (or `false`, or empty strings) for every input; dynamic dimensions are 1.
-pub fn warm_up_inputs(signature: &ModelSignature) -> Result<Vec<Tensor>, String> {
-    signature
-        .inputs
-        .iter()
-        .map(|spec| {
-            let shape: Vec<usize> = spec
-                .shape
-                .iter()
-                .map(|&d| if d < 0 { 1 } else { d as usize })
-                .collect();
-            let n: usize = shape.iter().product();
-            // All-zero bytes decode to 0, false, or (4 bytes each) empty strings.
-            let zero = TensorData::from_le_bytes(
-                spec.datatype,
-                &vec![0u8; n * spec.datatype.element_size().unwrap_or(4)],
-            )
-            .map_err(|e| format!("cannot build a warm-up input for '{}': {e}", spec.name))?;
-            Tensor::new(spec.name.clone(), shape, zero).map_err(|e| e.to_string())
-        })
-        .collect()
-}
-
 fn fail(msg: &str) -> ExitCode {
     tracing::error!("{msg}");
     eprintln!("modelship-server: {msg}");
-    crate::fetch::write_termination_message(msg);
+    write_termination_message(msg);
     ExitCode::FAILURE
 }
 

@@ -1,5 +1,12 @@
-//! Model runtimes: tract (pure Rust, always built in) and ONNX Runtime
-//! (loaded dynamically from the `onnxruntime` wheel's shared library).
+//! Model runtimes behind one trait: the seam between the server core and
+//! the library that runs the model.
+//!
+//! The core (HTTP, batching, metrics, `predict`) sees a [`Backend`]: a
+//! signature and a blocking `infer` over named tensors. Whether tract (pure
+//! Rust, always built in) or ONNX Runtime (loaded dynamically from the
+//! `onnxruntime` wheel's shared library) runs the model is decided once, by
+//! [`load`]. How many threads a run may use is decided here too
+//! ([`threads`], [`intra_op_threads`]), for every caller.
 //!
 //! | | tract | ONNX Runtime |
 //! | --- | --- | --- |
@@ -18,8 +25,56 @@ pub mod tract;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::backend::Backend;
 use crate::model::ModelArtifact;
+use crate::tensor::{ModelSignature, Tensor};
+
+/// A loaded model that can run inference.
+///
+/// `infer` is blocking and CPU-bound: callers run it on a blocking thread,
+/// never on the async runtime. Implementations are shared across threads, so
+/// one optimized plan serves every request.
+pub trait Backend: Send + Sync + 'static {
+    /// Inputs and outputs as the model file declares them (`-1` = dynamic).
+    fn signature(&self) -> &ModelSignature;
+
+    /// Short runtime name reported as the model's `platform`: `tract` or `onnxruntime`.
+    fn platform(&self) -> &'static str;
+
+    /// Runs the model. `inputs` holds exactly one tensor per signature input,
+    /// in signature order, already checked for datatype and shape. Returns
+    /// one tensor per signature output, in signature order.
+    fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, InferError>;
+}
+
+/// A failure while running a model that the caller could not have prevented
+/// by sending different input: it maps to HTTP 500.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct InferError(pub String);
+
+impl InferError {
+    pub fn new(msg: impl std::fmt::Display) -> Self {
+        InferError(msg.to_string())
+    }
+}
+
+/// How many threads `requested` means: itself, or one per core when 0
+/// (every `0 = auto` flag of the server reads it this way).
+pub fn threads(requested: usize) -> usize {
+    match requested {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// Threads one inference may use: `requested`, or when 0, one when
+/// `workers` batches run side by side (they share the cores), else all cores.
+pub fn intra_op_threads(requested: usize, workers: usize) -> usize {
+    match requested {
+        0 if workers > 1 => 1,
+        n => threads(n),
+    }
+}
 
 /// Which runtime executes the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

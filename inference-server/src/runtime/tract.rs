@@ -14,7 +14,7 @@ use tract_onnx::prelude::{
 };
 
 use super::LoadError;
-use crate::backend::{Backend, InferError};
+use super::{Backend, InferError};
 use crate::tensor::{DataType, ModelSignature, Tensor, TensorData, TensorSpec};
 
 /// The symbol that stands for every dynamic batch dimension.
@@ -281,79 +281,28 @@ fn tract_error(e: &TractError) -> LoadError {
     }
 }
 
-/// ONNX `TensorProto.DataType` codes.
+/// The datatype of an ONNX `TensorProto.DataType` code, as tract reads it.
 fn onnx_elem_type(code: i32) -> Option<DataType> {
-    Some(match code {
-        1 => DataType::Fp32,
-        2 => DataType::Uint8,
-        3 => DataType::Int8,
-        4 => DataType::Uint16,
-        5 => DataType::Int16,
-        6 => DataType::Int32,
-        7 => DataType::Int64,
-        8 => DataType::Bytes,
-        9 => DataType::Bool,
-        10 => DataType::Fp16,
-        11 => DataType::Fp64,
-        12 => DataType::Uint32,
-        13 => DataType::Uint64,
-        _ => return None,
-    })
+    let onnx = pb::tensor_proto::DataType::try_from(code).ok()?;
+    data_type(DatumType::try_from(onnx).ok()?)
 }
 
 fn datum_type(dt: DataType) -> DatumType {
-    match dt {
-        DataType::Bool => DatumType::Bool,
-        DataType::Uint8 => DatumType::U8,
-        DataType::Uint16 => DatumType::U16,
-        DataType::Uint32 => DatumType::U32,
-        DataType::Uint64 => DatumType::U64,
-        DataType::Int8 => DatumType::I8,
-        DataType::Int16 => DatumType::I16,
-        DataType::Int32 => DatumType::I32,
-        DataType::Int64 => DatumType::I64,
-        DataType::Fp16 => DatumType::F16,
-        DataType::Fp32 => DatumType::F32,
-        DataType::Fp64 => DatumType::F64,
-        DataType::Bytes => DatumType::String,
-    }
-}
-
-fn data_type(dt: DatumType) -> Option<DataType> {
-    Some(match dt {
-        DatumType::Bool => DataType::Bool,
-        DatumType::U8 => DataType::Uint8,
-        DatumType::U16 => DataType::Uint16,
-        DatumType::U32 => DataType::Uint32,
-        DatumType::U64 => DataType::Uint64,
-        DatumType::I8 => DataType::Int8,
-        DatumType::I16 => DataType::Int16,
-        DatumType::I32 => DataType::Int32,
-        DatumType::I64 => DataType::Int64,
-        DatumType::F16 => DataType::Fp16,
-        DatumType::F32 => DataType::Fp32,
-        DatumType::F64 => DataType::Fp64,
-        DatumType::String => DataType::Bytes,
-        _ => return None,
+    crate::match_datatype!(dt, {
+        fixed T => T::datum_type(),
+        bytes B => DatumType::String,
     })
 }
 
+fn data_type(dt: DatumType) -> Option<DataType> {
+    DataType::ALL.into_iter().find(|&d| datum_type(d) == dt)
+}
+
 fn to_tract(t: &Tensor) -> TractResult<TractTensor> {
-    let shape = &t.shape;
-    Ok(match &t.data {
-        TensorData::Bool(v) => TractTensor::from_shape(shape, v)?,
-        TensorData::Uint8(v) => TractTensor::from_shape(shape, v)?,
-        TensorData::Uint16(v) => TractTensor::from_shape(shape, v)?,
-        TensorData::Uint32(v) => TractTensor::from_shape(shape, v)?,
-        TensorData::Uint64(v) => TractTensor::from_shape(shape, v)?,
-        TensorData::Int8(v) => TractTensor::from_shape(shape, v)?,
-        TensorData::Int16(v) => TractTensor::from_shape(shape, v)?,
-        TensorData::Int32(v) => TractTensor::from_shape(shape, v)?,
-        TensorData::Int64(v) => TractTensor::from_shape(shape, v)?,
-        TensorData::Fp16(v) => TractTensor::from_shape(shape, v)?,
-        TensorData::Fp32(v) => TractTensor::from_shape(shape, v)?,
-        TensorData::Fp64(v) => TractTensor::from_shape(shape, v)?,
-        TensorData::Bytes(v) => {
+    let shape = t.shape();
+    Ok(crate::match_data!(t.data(), {
+        fixed v => TractTensor::from_shape(shape, v)?,
+        bytes v => {
             let strings = v
                 .iter()
                 .map(|b| String::from_utf8(b.clone()))
@@ -361,12 +310,12 @@ fn to_tract(t: &Tensor) -> TractResult<TractTensor> {
                 .map_err(|_| {
                     TractError::msg(format!(
                         "input {}: tract only takes UTF-8 strings as BYTES",
-                        t.name
+                        t.name()
                     ))
                 })?;
-            tract_ndarray::ArrayD::from_shape_vec(shape.as_slice(), strings)?.into()
-        }
-    })
+            tract_ndarray::ArrayD::from_shape_vec(shape, strings)?.into()
+        },
+    }))
 }
 
 /// Converts a tract output to the datatype the model declares (tract may
@@ -376,26 +325,14 @@ fn from_tract(t: &TractTensor, spec: &TensorSpec) -> TractResult<Tensor> {
     fn vec<T: Datum + Clone>(t: &TractTensor) -> TractResult<Vec<T>> {
         Ok(t.to_plain_array_view::<T>()?.iter().cloned().collect())
     }
-    let data = match spec.datatype {
-        DataType::Bool => TensorData::Bool(vec(&t)?),
-        DataType::Uint8 => TensorData::Uint8(vec(&t)?),
-        DataType::Uint16 => TensorData::Uint16(vec(&t)?),
-        DataType::Uint32 => TensorData::Uint32(vec(&t)?),
-        DataType::Uint64 => TensorData::Uint64(vec(&t)?),
-        DataType::Int8 => TensorData::Int8(vec(&t)?),
-        DataType::Int16 => TensorData::Int16(vec(&t)?),
-        DataType::Int32 => TensorData::Int32(vec(&t)?),
-        DataType::Int64 => TensorData::Int64(vec(&t)?),
-        DataType::Fp16 => TensorData::Fp16(vec(&t)?),
-        DataType::Fp32 => TensorData::Fp32(vec(&t)?),
-        DataType::Fp64 => TensorData::Fp64(vec(&t)?),
-        DataType::Bytes => TensorData::Bytes(
-            vec::<String>(&t)?
-                .into_iter()
-                .map(String::into_bytes)
-                .collect(),
-        ),
-    };
+    let data: TensorData = crate::match_datatype!(spec.datatype, {
+        fixed T => vec::<T>(&t)?.into(),
+        bytes B => vec::<String>(&t)?
+            .into_iter()
+            .map(String::into_bytes)
+            .collect::<Vec<B>>()
+            .into(),
+    });
     Ok(Tensor::new(spec.name.clone(), t.shape().to_vec(), data)?)
 }
 

@@ -14,10 +14,10 @@ use std::sync::{Mutex, MutexGuard};
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
-use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
+use ort::value::{DynValue, IntoTensorElementType, TensorElementType, TensorRef, ValueType};
 
 use super::LoadError;
-use crate::backend::{Backend, InferError};
+use super::{Backend, InferError};
 use crate::tensor::{DataType, ModelSignature, Tensor, TensorData, TensorSpec};
 
 /// Environment variables naming the library, in the order they are read.
@@ -161,7 +161,7 @@ impl OrtBackend {
         intra_op_threads: Option<usize>,
     ) -> Result<OrtBackend, LoadError> {
         let env = environment(library)?;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = super::threads(0);
         let threads = intra_op_threads.unwrap_or(cores).max(1);
         let pool = (cores / threads).clamp(1, MAX_SESSIONS);
 
@@ -297,21 +297,10 @@ impl Backend for OrtBackend {
 /// Borrows the tensor's data (no copy) as an ONNX Runtime input;
 /// strings are the exception, ONNX Runtime keeps its own copy.
 fn to_ort(t: &Tensor) -> ort::Result<SessionInputValue<'_>> {
-    let shape = t.shape.clone();
-    Ok(match &t.data {
-        TensorData::Bool(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-        TensorData::Uint8(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-        TensorData::Uint16(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-        TensorData::Uint32(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-        TensorData::Uint64(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-        TensorData::Int8(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-        TensorData::Int16(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-        TensorData::Int32(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-        TensorData::Int64(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-        TensorData::Fp16(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-        TensorData::Fp32(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-        TensorData::Fp64(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-        TensorData::Bytes(v) => {
+    let shape = t.shape().to_vec();
+    Ok(crate::match_data!(t.data(), {
+        fixed v => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
+        bytes v => {
             let strings: Vec<String> = v
                 .iter()
                 .map(|b| String::from_utf8_lossy(b).into_owned())
@@ -319,8 +308,8 @@ fn to_ort(t: &Tensor) -> ort::Result<SessionInputValue<'_>> {
             let array = ndarray::ArrayD::from_shape_vec(shape, strings)
                 .map_err(|e| ort::Error::new(e.to_string()))?;
             ort::value::Tensor::from_string_array(&array)?.into()
-        }
-    })
+        },
+    }))
 }
 
 fn from_ort(value: &DynValue, spec: &TensorSpec) -> ort::Result<Tensor> {
@@ -333,47 +322,27 @@ fn from_ort(value: &DynValue, spec: &TensorSpec) -> ort::Result<Tensor> {
     fn dims(shape: &[i64]) -> Vec<usize> {
         shape.iter().map(|&d| d.max(0) as usize).collect()
     }
-    let (shape, data) = match spec.datatype {
-        DataType::Bool => take(value).map(|(s, v)| (s, TensorData::Bool(v)))?,
-        DataType::Uint8 => take(value).map(|(s, v)| (s, TensorData::Uint8(v)))?,
-        DataType::Uint16 => take(value).map(|(s, v)| (s, TensorData::Uint16(v)))?,
-        DataType::Uint32 => take(value).map(|(s, v)| (s, TensorData::Uint32(v)))?,
-        DataType::Uint64 => take(value).map(|(s, v)| (s, TensorData::Uint64(v)))?,
-        DataType::Int8 => take(value).map(|(s, v)| (s, TensorData::Int8(v)))?,
-        DataType::Int16 => take(value).map(|(s, v)| (s, TensorData::Int16(v)))?,
-        DataType::Int32 => take(value).map(|(s, v)| (s, TensorData::Int32(v)))?,
-        DataType::Int64 => take(value).map(|(s, v)| (s, TensorData::Int64(v)))?,
-        DataType::Fp16 => take(value).map(|(s, v)| (s, TensorData::Fp16(v)))?,
-        DataType::Fp32 => take(value).map(|(s, v)| (s, TensorData::Fp32(v)))?,
-        DataType::Fp64 => take(value).map(|(s, v)| (s, TensorData::Fp64(v)))?,
-        DataType::Bytes => {
+    let (shape, data): (Vec<usize>, TensorData) = crate::match_datatype!(spec.datatype, {
+        fixed T => take::<T>(value).map(|(s, v)| (s, v.into()))?,
+        bytes B => {
             let (shape, strings) = value.try_extract_strings()?;
-            (
-                dims(shape),
-                TensorData::Bytes(strings.into_iter().map(String::into_bytes).collect()),
-            )
-        }
-    };
+            let bytes: Vec<B> = strings.into_iter().map(String::into_bytes).collect();
+            (dims(shape), bytes.into())
+        },
+    });
     Tensor::new(spec.name.clone(), shape, data).map_err(|e| ort::Error::new(e.to_string()))
 }
 
-fn data_type(ty: TensorElementType) -> Option<DataType> {
-    Some(match ty {
-        TensorElementType::Bool => DataType::Bool,
-        TensorElementType::Uint8 => DataType::Uint8,
-        TensorElementType::Uint16 => DataType::Uint16,
-        TensorElementType::Uint32 => DataType::Uint32,
-        TensorElementType::Uint64 => DataType::Uint64,
-        TensorElementType::Int8 => DataType::Int8,
-        TensorElementType::Int16 => DataType::Int16,
-        TensorElementType::Int32 => DataType::Int32,
-        TensorElementType::Int64 => DataType::Int64,
-        TensorElementType::Float16 => DataType::Fp16,
-        TensorElementType::Float32 => DataType::Fp32,
-        TensorElementType::Float64 => DataType::Fp64,
-        TensorElementType::String => DataType::Bytes,
-        _ => return None,
+/// The ONNX Runtime element type of a datatype.
+fn element_type(dt: DataType) -> TensorElementType {
+    crate::match_datatype!(dt, {
+        fixed T => <T as IntoTensorElementType>::into_tensor_element_type(),
+        bytes B => TensorElementType::String,
     })
+}
+
+fn data_type(ty: TensorElementType) -> Option<DataType> {
+    DataType::ALL.into_iter().find(|&d| element_type(d) == ty)
 }
 
 #[cfg(test)]

@@ -2,7 +2,10 @@
 //! data extension) and the v1 `instances`/`predictions` format.
 //!
 //! Parsing turns bytes into [`crate::tensor::Tensor`]s and encoding turns
-//! tensors back into bytes; neither knows about HTTP or models.
+//! tensors back into bytes; neither knows about HTTP or models. [`v2`] and
+//! [`v1`] are the bodies; [`json_data`] the one JSON reader and writer of
+//! tensor data (also used by `predict`), [`binary`] the binary extension's
+//! element layout, [`schema`] the body types the OpenAPI document shows.
 
 pub mod binary;
 pub mod json_data;

@@ -17,7 +17,7 @@ use super::error::{
 use super::shared::{REQUEST_ID, find_model, finish, model_readiness, read_body};
 use crate::protocol::schema::{Live, Ready};
 use crate::protocol::v2::{
-    self, HEADER_CONTENT_LENGTH, ModelMetadata, ResponseOutput, ServerMetadata, TensorMetadata,
+    self, HEADER_CONTENT_LENGTH, ModelMetadata, ServerMetadata, TensorMetadata,
 };
 use crate::state::{AppState, ServedModel};
 
@@ -199,19 +199,7 @@ async fn run_infer(
     body: Body,
 ) -> Result<(Response, Arc<ServedModel>), ApiError> {
     let model = find_model(state, name, version)?;
-    let json_len = match headers.get(HEADER_CONTENT_LENGTH) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "header {HEADER_CONTENT_LENGTH} must be a non-negative integer"
-                    ))
-                })?,
-        ),
-    };
+    let json_len = binary_json_len(headers)?;
     let body = read_body(body, state.limits.max_body_bytes).await?;
     let request = v2::parse_request(&body, json_len)?;
     drop(body);
@@ -219,40 +207,42 @@ async fn run_infer(
     model
         .engine
         .check_outputs(request.outputs.iter().map(|o| o.name.as_str()))?;
-    let id = match request.id {
-        Some(id) => id,
-        None => headers
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-    };
+    let id = request.id.unwrap_or_else(|| request_id(headers));
     let outputs = model.engine.infer(request.inputs).await?;
-
-    let selected: Vec<ResponseOutput> = if request.outputs.is_empty() {
-        outputs
-            .iter()
-            .map(|t| ResponseOutput {
-                tensor: t,
-                binary: request.binary_output,
-            })
-            .collect()
-    } else {
-        request
-            .outputs
-            .iter()
-            .filter_map(|want| {
-                outputs
-                    .iter()
-                    .find(|t| t.name() == want.name)
-                    .map(|t| ResponseOutput {
-                        tensor: t,
-                        binary: want.binary,
-                    })
-            })
-            .collect()
-    };
+    let selected = v2::select_outputs(&outputs, &request.outputs, request.binary_output);
     let encoded = v2::encode_response(&model.name, model.version.as_deref(), &id, &selected);
+    Ok((response(encoded), model))
+}
+
+/// The `Inference-Header-Content-Length` header: the JSON part's length
+/// when binary tensor data follows it.
+fn binary_json_len(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
+    let Some(value) = headers.get(HEADER_CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "header {HEADER_CONTENT_LENGTH} must be a non-negative integer"
+            ))
+        })
+}
+
+/// The id of a request that names none: its `x-request-id`, else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The HTTP response of an encoded body: JSON, or JSON and binary data.
+fn response(encoded: v2::EncodedResponse) -> Response {
     let mut resp = Response::new(Body::from(encoded.body));
     let headers = resp.headers_mut();
     match encoded.json_len {
@@ -270,5 +260,5 @@ async fn run_infer(
             );
         }
     }
-    Ok((resp, model))
+    resp
 }

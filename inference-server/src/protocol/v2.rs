@@ -189,6 +189,35 @@ pub struct ResponseOutput<'a> {
     pub binary: bool,
 }
 
+/// The outputs to send, in order, each with its encoding: all of them (in
+/// the model's order) when the request names none, else the named ones.
+/// The names were checked against the model before it ran.
+pub fn select_outputs<'a>(
+    outputs: &'a [Tensor],
+    requested: &[RequestedOutput],
+    binary_output: bool,
+) -> Vec<ResponseOutput<'a>> {
+    if requested.is_empty() {
+        return outputs
+            .iter()
+            .map(|tensor| ResponseOutput {
+                tensor,
+                binary: binary_output,
+            })
+            .collect();
+    }
+    requested
+        .iter()
+        .filter_map(|want| {
+            let tensor = outputs.iter().find(|t| t.name() == want.name)?;
+            Some(ResponseOutput {
+                tensor,
+                binary: want.binary,
+            })
+        })
+        .collect()
+}
+
 #[derive(Serialize)]
 struct ResponseWire<'a> {
     model_name: &'a str,
@@ -400,6 +429,23 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn requested_outputs_come_in_the_order_asked_for() {
+        let a = Tensor::new("a", vec![1], TensorData::Fp32(vec![1.0])).unwrap();
+        let b = Tensor::new("b", vec![1], TensorData::Fp32(vec![2.0])).unwrap();
+        let outputs = [a, b];
+        let all = select_outputs(&outputs, &[], true);
+        let names: Vec<(&str, bool)> = all.iter().map(|o| (o.tensor.name(), o.binary)).collect();
+        assert_eq!(names, [("a", true), ("b", true)]);
+        let asked = [RequestedOutput {
+            name: "b".into(),
+            binary: false,
+        }];
+        let some = select_outputs(&outputs, &asked, true);
+        let names: Vec<(&str, bool)> = some.iter().map(|o| (o.tensor.name(), o.binary)).collect();
+        assert_eq!(names, [("b", false)]);
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::Config;
+use crate::config::{
+    Config, DEFAULT_HOST_TEMPLATE, ExposeConfig, ExposeMode, GatewayRef, UrlScheme,
+};
 
 /// The modelship operator: turns ModelDeployments into Deployments, Services and HPAs.
 #[derive(Parser, Debug, Clone)]
@@ -87,6 +89,64 @@ pub struct RunArgs {
     /// Most ModelDeployments reconciled at once.
     #[arg(long, env = "MODELSHIP_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+
+    #[command(flatten)]
+    pub expose: ExposeArgs,
+}
+
+/// How `spec.expose` becomes a route: the chart's `expose` values.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExposeArgs {
+    /// API of the public routes: `gateway` (HTTPRoute), `ingress`, or `auto` (gateway when the
+    /// Gateway API is installed and --gateway-name is set, else ingress when --ingress-class is).
+    #[arg(long, env = "MODELSHIP_EXPOSE_MODE", value_enum, default_value_t = ExposeMode::Auto)]
+    pub expose_mode: ExposeMode,
+
+    /// Name of the Gateway that HTTPRoutes attach to.
+    #[arg(long, env = "MODELSHIP_GATEWAY_NAME")]
+    pub gateway_name: Option<String>,
+
+    /// Namespace of that Gateway (default: each route's own namespace).
+    #[arg(long, env = "MODELSHIP_GATEWAY_NAMESPACE")]
+    pub gateway_namespace: Option<String>,
+
+    /// Listener of that Gateway (default: every listener that admits the route).
+    #[arg(long, env = "MODELSHIP_GATEWAY_SECTION_NAME")]
+    pub gateway_section_name: Option<String>,
+
+    /// `ingressClassName` of Ingresses (default: the cluster's default IngressClass).
+    #[arg(long, env = "MODELSHIP_INGRESS_CLASS")]
+    pub ingress_class: Option<String>,
+
+    /// Domain of the default public host; without it `spec.expose.host` is required.
+    #[arg(long, env = "MODELSHIP_EXPOSE_DOMAIN")]
+    pub expose_domain: Option<String>,
+
+    /// Default public host, from `{name}`, `{namespace}` and `{domain}`.
+    #[arg(long, env = "MODELSHIP_HOST_TEMPLATE", default_value = DEFAULT_HOST_TEMPLATE)]
+    pub host_template: String,
+
+    /// Scheme of the public URL in `status.url` (an Ingress with TLS is always `https`).
+    #[arg(long, env = "MODELSHIP_URL_SCHEME", value_enum, default_value_t = UrlScheme::Http)]
+    pub url_scheme: UrlScheme,
+}
+
+impl ExposeArgs {
+    fn config(&self) -> ExposeConfig {
+        let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.trim().is_empty());
+        ExposeConfig {
+            mode: self.expose_mode,
+            gateway: non_empty(&self.gateway_name).map(|name| GatewayRef {
+                name,
+                namespace: non_empty(&self.gateway_namespace),
+                section_name: non_empty(&self.gateway_section_name),
+            }),
+            ingress_class: non_empty(&self.ingress_class),
+            domain: non_empty(&self.expose_domain),
+            host_template: self.host_template.clone(),
+            scheme: self.url_scheme,
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +161,7 @@ impl RunArgs {
         Config {
             server_image: self.server_image.clone(),
             cluster_domain: self.cluster_domain.clone(),
+            expose: self.expose.config(),
         }
     }
 
@@ -152,6 +213,40 @@ mod tests {
         let cli =
             Cli::try_parse_from(["modelship-operator", "--watch-namespaces", "a, b,"]).unwrap();
         assert_eq!(cli.run.namespaces(), Some(vec!["a".into(), "b".into()]));
+    }
+
+    #[test]
+    fn expose_defaults_to_auto_without_a_gateway_class_or_domain() {
+        let cli = Cli::try_parse_from(["modelship-operator"]).unwrap();
+        assert_eq!(cli.run.config().expose, ExposeConfig::default());
+    }
+
+    #[test]
+    fn expose_flags_fill_the_gateway_ref_and_empty_values_mean_unset() {
+        let cli = Cli::try_parse_from([
+            "modelship-operator",
+            "--expose-mode=gateway",
+            "--gateway-name=public",
+            "--gateway-namespace=gateways",
+            "--gateway-section-name=",
+            "--ingress-class=",
+            "--expose-domain=models.example.com",
+            "--url-scheme=https",
+        ])
+        .unwrap();
+        let expose = cli.run.config().expose;
+        assert_eq!(expose.mode, ExposeMode::Gateway);
+        assert_eq!(
+            expose.gateway,
+            Some(GatewayRef {
+                name: "public".into(),
+                namespace: Some("gateways".into()),
+                section_name: None,
+            })
+        );
+        assert_eq!(expose.ingress_class, None);
+        assert_eq!(expose.domain.as_deref(), Some("models.example.com"));
+        assert_eq!(expose.scheme, UrlScheme::Https);
     }
 
     #[test]

@@ -6,13 +6,15 @@
 //! publishes Events, patches status), [`leader`] (the Lease) and [`operator`] (the client, the
 //! watches and the controllers). [`metrics`] serves `/metrics`, `/healthz` and `/readyz`.
 //!
-//! Modules depend downwards only: [`crd`] and [`config`] at the bottom; [`validate`] on them;
+//! Modules depend downwards only: [`crd`], [`config`] and [`gateway_api`] (the typed part of
+//! the Gateway API the operator writes) at the bottom; [`validate`] on them;
 //! [`build`] and [`status`] on those; [`reconcile`], [`leader`] and [`operator`] on top.
 
 pub mod build;
 pub mod cli;
 pub mod config;
 pub mod crd;
+pub mod gateway_api;
 pub mod leader;
 pub mod metrics;
 #[cfg(test)]

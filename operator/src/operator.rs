@@ -10,6 +10,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -182,9 +183,11 @@ async fn run_controllers(
     };
     tracing::info!(namespaces = ?scopes, server_image = %args.server_image, "starting controllers");
 
-    // Pods and HPAs are watched once per scope: each watch fills a cache the reconciler reads
-    // and triggers the controller after the cache has the change. Children and pods carry the
-    // same managed-by and name labels, so one selector finds them all.
+    // Pods, HPAs and Ingresses are watched once per scope: each watch fills a cache the
+    // reconciler reads and triggers the controller after the cache has the change. Children
+    // and pods carry the same managed-by and name labels, so one selector finds them all.
+    // HTTPRoutes are not watched (their CRDs may be absent): drift of a route is repaired at
+    // the next resync.
     let children = watcher::Config::default().labels(&managed_selector());
     let mut caches = Caches::default();
     let mut cache_streams = Vec::new();
@@ -202,9 +205,15 @@ async fn run_controllers(
         .default_backoff()
         .reflect(hpa_writer)
         .touched_objects();
+        let (ingresses, ingress_writer) = reflector::store::<Ingress>();
+        let ingress_stream = watcher(scoped::<Ingress>(&client, scope), children.clone())
+            .default_backoff()
+            .reflect(ingress_writer)
+            .touched_objects();
         caches.pods.push(pods);
         caches.hpas.push(hpas);
-        cache_streams.push((pod_stream, hpa_stream));
+        caches.ingresses.push(ingresses);
+        cache_streams.push((pod_stream, hpa_stream, ingress_stream));
     }
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -216,7 +225,7 @@ async fn run_controllers(
 
     let mut stores: Vec<Store<ModelDeployment>> = Vec::new();
     let mut streams = Vec::new();
-    for (scope, (pod_stream, hpa_stream)) in scopes.iter().zip(cache_streams) {
+    for (scope, (pod_stream, hpa_stream, ingress_stream)) in scopes.iter().zip(cache_streams) {
         // Triggered by spec changes only: the operator's own status writes (and other
         // metadata-only updates) do not start another reconcile.
         let (reader, writer) = reflector::store::<ModelDeployment>();
@@ -232,6 +241,7 @@ async fn run_controllers(
             .owns(scoped::<Deployment>(&client, scope), children.clone())
             .owns(scoped::<Service>(&client, scope), children.clone())
             .owns_stream(hpa_stream)
+            .owns_stream(ingress_stream)
             .watches_stream(pod_stream, |pod: Pod| model_deployment_of(&pod))
             .with_config(
                 controller::Config::default()

@@ -8,14 +8,18 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
     HTTPGetAction, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SeccompProfile, SecretEnvSource, SecurityContext, Volume, VolumeMount,
+    Probe, SeccompProfile, SecretEnvSource, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{SERVER_PORT, SPEC_HASH_ANNOTATION, child_meta, hash_of, labels, selector_labels};
-use crate::validate::{ModelSource, Scaling, Validated};
+use super::{
+    SERVER_PORT, SPEC_HASH_ANNOTATION, canary_labels, child_meta_named, hash_of, labels,
+    selector_labels,
+};
+use crate::validate::{Canary, Model, ModelSource, Scaling, Validated};
 
 /// Name of the server container (its termination message is read for `ModelLoadFailed`).
 pub const SERVER_CONTAINER: &str = "server";
@@ -29,21 +33,70 @@ const NONROOT_ID: i64 = 65532;
 /// With the server's 20 s shutdown timeout it fits the default 30 s grace period.
 const DRAIN_DELAY: &str = "5s";
 
+/// Where the API keys' Secret is mounted in the server container, one file per key.
+pub const API_KEYS_DIR: &str = "/var/run/modelship/api-keys";
+/// The server's variable naming [`API_KEYS_DIR`]; set only with `spec.auth`.
+pub const API_KEYS_DIR_ENV: &str = "MODELSHIP_API_KEYS_DIR";
+
+/// One set of server pods: the primary or the canary.
+struct ServerPods<'a> {
+    /// Name of the Deployment; its pods are selected by this instance name.
+    name: &'a str,
+    model: &'a Model,
+    version: Option<&'a str>,
+    /// `None`: an HPA owns the replicas.
+    replicas: Option<i32>,
+    labels: BTreeMap<String, String>,
+}
+
 /// Builds the Deployment of `v`.
 pub fn build_deployment(v: &Validated) -> Deployment {
+    server_deployment(
+        v,
+        &ServerPods {
+            name: &v.name,
+            model: &v.model,
+            version: v.endpoint.model_version.as_deref(),
+            // Left out when an HPA owns scaling, so the operator and the HPA never fight.
+            replicas: match v.scaling {
+                Scaling::Fixed { replicas } => Some(replicas),
+                Scaling::Autoscaled(_) => None,
+            },
+            labels: labels(&v.name),
+        },
+    )
+}
+
+/// Builds the canary's Deployment: the same server and pod settings as the primary's, the
+/// canary's model served under the primary's model name, fixed replicas.
+pub fn build_canary_deployment(v: &Validated, canary: &Canary) -> Deployment {
+    server_deployment(
+        v,
+        &ServerPods {
+            name: &canary.name,
+            model: &canary.model,
+            version: canary.version.as_deref(),
+            replicas: Some(canary.replicas),
+            labels: canary_labels(&v.name, &canary.name),
+        },
+    )
+}
+
+fn server_deployment(v: &Validated, pods: &ServerPods<'_>) -> Deployment {
     let server = &v.server;
     let pod = &v.pod;
+    let model = pods.model;
     let pull_policy = server.image_pull_policy.map(|p| p.as_str().to_string());
 
     let mut volumes = vec![empty_dir("tmp")];
     let mut server_mounts = vec![mount("tmp", "/tmp", false)];
     let mut init_containers = Vec::new();
-    let model_arg = match &v.model.source {
-        ModelSource::Builtin(_) | ModelSource::File(_) => v.model.uri.clone(),
+    let model_arg = match &model.source {
+        ModelSource::Builtin(_) | ModelSource::File(_) => model.uri.clone(),
         ModelSource::Http(uri) | ModelSource::S3(uri) => {
             volumes.push(empty_dir("models"));
             server_mounts.push(mount("models", MODELS_DIR, true));
-            init_containers.push(fetch_container(v, uri, pull_policy.clone()));
+            init_containers.push(fetch_container(v, model, uri, pull_policy.clone()));
             MODELS_DIR.to_string()
         }
         ModelSource::Pvc { claim, path } => {
@@ -64,14 +117,14 @@ pub fn build_deployment(v: &Validated) -> Deployment {
         env_var("MODELSHIP_MODEL", &model_arg),
         env_var("MODELSHIP_MODEL_NAME", &v.endpoint.model_name),
     ];
-    if let Some(version) = &v.endpoint.model_version {
+    if let Some(version) = pods.version {
         env.push(env_var("MODELSHIP_MODEL_VERSION", version));
     }
     // A fetched model is checked by `fetch`; checking it twice would only slow the start.
-    if let (Some(sha), false) = (&v.model.sha256, v.model.source.needs_fetch()) {
+    if let (Some(sha), false) = (&model.sha256, model.source.needs_fetch()) {
         env.push(env_var("MODELSHIP_SHA256", sha));
     }
-    if let Some(runtime) = v.model.runtime {
+    if let Some(runtime) = model.runtime {
         env.push(env_var("MODELSHIP_RUNTIME", runtime.as_str()));
     }
     env.push(env_var("MODELSHIP_PORT", &SERVER_PORT.to_string()));
@@ -86,6 +139,21 @@ pub fn build_deployment(v: &Validated) -> Deployment {
     // kube-proxy and ingress controllers drop the pod from their endpoints
     // before its listener closes: rolling updates lose no request.
     env.push(env_var("MODELSHIP_DRAIN_DELAY", DRAIN_DELAY));
+    if let Some(auth) = &v.auth {
+        // Files, not variables: the kubelet refreshes a mounted Secret in place, so a
+        // rotated key takes effect without a restart.
+        volumes.push(Volume {
+            name: "api-keys".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(auth.api_keys_secret.clone()),
+                optional: Some(false),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        server_mounts.push(mount("api-keys", API_KEYS_DIR, true));
+        env.push(env_var(API_KEYS_DIR_ENV, API_KEYS_DIR));
+    }
     override_env(&mut env, &server.env);
 
     let server_container = Container {
@@ -118,7 +186,7 @@ pub fn build_deployment(v: &Validated) -> Deployment {
     };
 
     let mut pod_labels = pod.labels.clone();
-    pod_labels.extend(labels(&v.name));
+    pod_labels.extend(pods.labels.clone());
     let pod_spec = PodSpec {
         init_containers: (!init_containers.is_empty()).then_some(init_containers),
         containers: vec![server_container],
@@ -163,15 +231,11 @@ pub fn build_deployment(v: &Validated) -> Deployment {
         .insert(SPEC_HASH_ANNOTATION.into(), hash);
 
     Deployment {
-        metadata: child_meta(v),
+        metadata: child_meta_named(v, pods.name, pods.labels.clone()),
         spec: Some(DeploymentSpec {
-            // Left out when an HPA owns scaling, so the operator and the HPA never fight.
-            replicas: match v.scaling {
-                Scaling::Fixed { replicas } => Some(replicas),
-                Scaling::Autoscaled(_) => None,
-            },
+            replicas: pods.replicas,
             selector: LabelSelector {
-                match_labels: Some(selector_labels(&v.name)),
+                match_labels: Some(selector_labels(pods.name)),
                 ..LabelSelector::default()
             },
             strategy: Some(DeploymentStrategy {
@@ -191,9 +255,14 @@ pub fn build_deployment(v: &Validated) -> Deployment {
 }
 
 /// The init container that downloads the model into `/models`.
-fn fetch_container(v: &Validated, uri: &str, pull_policy: Option<String>) -> Container {
+fn fetch_container(
+    v: &Validated,
+    model: &Model,
+    uri: &str,
+    pull_policy: Option<String>,
+) -> Container {
     let mut args = vec!["fetch".to_string(), uri.to_string(), MODELS_DIR.to_string()];
-    if let Some(sha) = &v.model.sha256 {
+    if let Some(sha) = &model.sha256 {
         args.extend(["--sha256".to_string(), sha.clone()]);
     }
     // Only CPU and memory: extended resources such as GPUs stay with the server container.
@@ -218,7 +287,7 @@ fn fetch_container(v: &Validated, uri: &str, pull_policy: Option<String>) -> Con
         image_pull_policy: pull_policy,
         args: Some(args),
         env: Some(vec![env_var("MODELSHIP_LOG_FORMAT", "json")]),
-        env_from: v.model.credentials_secret.as_ref().map(|secret| {
+        env_from: model.credentials_secret.as_ref().map(|secret| {
             vec![EnvFromSource {
                 secret_ref: Some(SecretEnvSource {
                     name: secret.clone(),
@@ -442,6 +511,65 @@ mod tests {
         let mut scaled = md;
         scaled.spec.replicas = Some(5);
         assert_eq!(before, spec_hash(&build_md(&scaled, &Config::default())));
+    }
+
+    #[test]
+    fn canary_deployment_matches_fixture_and_no_primary_selector_matches_its_pods() {
+        let v = fixtures::validated("canary.yaml");
+        let canary = v.canary.as_ref().unwrap();
+        let d = build_canary_deployment(&v, canary);
+        fixtures::assert_matches(&d, "canary.canary-deployment.yaml");
+        let pod_labels = d.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
+        let pod_labels = pod_labels.labels.as_ref().unwrap();
+        let primary = selector_labels(&v.name);
+        assert!(
+            !primary
+                .iter()
+                .all(|(k, val)| pod_labels.get(k) == Some(val)),
+            "the primary's Deployment and Service would select canary pods"
+        );
+        assert_eq!(pod_labels[crate::build::VARIANT_LABEL], "canary");
+        let env = env_of(server(&d));
+        // The canary serves its own model under the primary's name.
+        assert_eq!(env["MODELSHIP_MODEL_NAME"], "iris");
+        assert_eq!(env["MODELSHIP_MODEL_VERSION"], "2");
+        assert_eq!(env["MODELSHIP_MODEL"], "/models");
+        assert_eq!(d.spec.unwrap().replicas, Some(2));
+    }
+
+    #[test]
+    fn api_keys_are_mounted_read_only_and_named_to_the_server() {
+        let v = fixtures::validated("canary.yaml");
+        for d in [
+            build_deployment(&v),
+            build_canary_deployment(&v, v.canary.as_ref().unwrap()),
+        ] {
+            let pod = d.spec.unwrap().template.spec.unwrap();
+            let volume = pod
+                .volumes
+                .unwrap()
+                .into_iter()
+                .find(|v| v.name == "api-keys")
+                .unwrap();
+            assert_eq!(
+                volume.secret.unwrap().secret_name.as_deref(),
+                Some("iris-keys")
+            );
+            let server = &pod.containers[0];
+            let m = server
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == "api-keys")
+                .unwrap();
+            assert_eq!(
+                (m.mount_path.as_str(), m.read_only),
+                (API_KEYS_DIR, Some(true))
+            );
+            assert_eq!(env_of(server)[API_KEYS_DIR_ENV], API_KEYS_DIR);
+        }
+        let d = build("iris.yaml");
+        assert!(!env_of(server(&d)).contains_key(API_KEYS_DIR_ENV));
     }
 
     #[test]

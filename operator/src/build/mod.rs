@@ -1,12 +1,16 @@
 //! Pure builders: `&Validated -> child object`, no client, no clock, no defaults of their own
 //! (every default is resolved once, by [`crate::validate`]).
 //!
-//! Every child has the ModelDeployment's name, its namespace, the `app.kubernetes.io/*` labels
-//! and a controller owner reference, so the garbage collector removes it with its owner.
+//! Every child has the ModelDeployment's name (the canary's: `{name}-canary`), its namespace,
+//! the `app.kubernetes.io/*` labels and a controller owner reference, so the garbage collector
+//! removes it with its owner. [`traffic`] plans the way in from outside the cluster (an
+//! `HTTPRoute` or an Ingress, [`route`]) and the canary's share of it.
 
 mod deployment;
 mod hpa;
+pub mod route;
 mod service;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 
@@ -20,9 +24,13 @@ use sha2::{Digest, Sha256};
 use crate::crd::ModelDeployment;
 use crate::validate::Validated;
 
-pub use deployment::{FETCH_CONTAINER, SERVER_CONTAINER, build_deployment};
+pub use deployment::{
+    API_KEYS_DIR, API_KEYS_DIR_ENV, FETCH_CONTAINER, SERVER_CONTAINER, build_canary_deployment,
+    build_deployment,
+};
 pub use hpa::build_hpa;
-pub use service::build_service;
+pub use service::{build_canary_service, build_service};
+pub use traffic::{GatewayApi, Traffic, plan_traffic};
 
 /// `app.kubernetes.io/name` of everything the operator makes.
 pub const APP_NAME: &str = "modelship";
@@ -36,6 +44,12 @@ pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const SPEC_HASH_ANNOTATION: &str = "modelship.io/spec-hash";
 /// Container port of the server.
 pub const SERVER_PORT: i32 = 8080;
+/// Label of a canary's children and pods: `canary`. Primary pods do not carry it (adding it
+/// would roll every existing pod); their instance label tells them apart.
+pub const VARIANT_LABEL: &str = "modelship.io/variant";
+/// Label naming the owning ModelDeployment on children whose instance label is not its name
+/// (the canary's).
+pub const MODEL_DEPLOYMENT_LABEL: &str = "modelship.io/model-deployment";
 
 /// Every child of one ModelDeployment, as it should be.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,12 +101,26 @@ pub fn labels(name: &str) -> BTreeMap<String, String> {
     labels
 }
 
+/// All labels of the canary's children and pods: those of an instance named `{name}-canary`
+/// (so no selector of the primary matches them), the variant and the owner.
+pub fn canary_labels(name: &str, canary_name: &str) -> BTreeMap<String, String> {
+    let mut labels = labels(canary_name);
+    labels.insert(VARIANT_LABEL.into(), "canary".into());
+    labels.insert(MODEL_DEPLOYMENT_LABEL.into(), name.into());
+    labels
+}
+
 /// Metadata of a child: name, namespace, labels and the controller owner reference.
 fn child_meta(v: &Validated) -> ObjectMeta {
+    child_meta_named(v, &v.name, labels(&v.name))
+}
+
+/// Metadata of a child with its own name and labels, owned by the ModelDeployment of `v`.
+fn child_meta_named(v: &Validated, name: &str, labels: BTreeMap<String, String>) -> ObjectMeta {
     ObjectMeta {
-        name: Some(v.name.clone()),
+        name: Some(name.to_string()),
         namespace: Some(v.namespace.clone()),
-        labels: Some(labels(&v.name)),
+        labels: Some(labels),
         owner_references: Some(vec![owner_reference(v)]),
         ..ObjectMeta::default()
     }

@@ -3,8 +3,9 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{child_meta, selector_labels};
-use crate::validate::Validated;
+use super::{canary_labels, child_meta, child_meta_named, selector_labels};
+use crate::crd::ServiceType;
+use crate::validate::{Canary, Validated};
 
 /// Builds the Service of `v`: one port named `http` to the server's `http` port.
 pub fn build_service(v: &Validated) -> Service {
@@ -26,6 +27,18 @@ pub fn build_service(v: &Validated) -> Service {
     }
 }
 
+/// Builds the canary's Service `{name}-canary`: the public route's second backend, on the
+/// primary's port; always `ClusterIP` (it is reached through the route only).
+pub fn build_canary_service(v: &Validated, canary: &Canary) -> Service {
+    let mut service = build_service(v);
+    service.metadata = child_meta_named(v, &canary.name, canary_labels(&v.name, &canary.name));
+    if let Some(spec) = service.spec.as_mut() {
+        spec.type_ = Some(ServiceType::ClusterIP.as_str().into());
+        spec.selector = Some(selector_labels(&canary.name));
+    }
+    service
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,6 +48,13 @@ mod tests {
     fn service_matches_fixture() {
         let v = fixtures::validated("iris.yaml");
         fixtures::assert_matches(&build_service(&v), "iris.service.yaml");
+    }
+
+    #[test]
+    fn canary_service_selects_the_canary_pods_only() {
+        let v = fixtures::validated("canary.yaml");
+        let service = build_canary_service(&v, v.canary.as_ref().unwrap());
+        fixtures::assert_matches(&service, "canary.canary-service.yaml");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! the operator's `validate` module checks the same rules again, for objects created before a
 //! rule existed and for unit tests.
 
+mod traffic;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerBehavior;
@@ -16,6 +18,10 @@ use kube::core::CustomResourceExt;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use traffic::{
+    AddressStatus, AuthSpec, CanaryModelSpec, CanarySpec, CanaryStatus, ExposeSpec, ExposeTls,
+};
 
 /// API group of the `ModelDeployment` kind.
 pub const GROUP: &str = "modelship.io";
@@ -34,6 +40,8 @@ pub const GROUP: &str = "modelship.io";
     derive = "Default",
     validation = kube::core::Rule::new("size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
         .message("metadata.name must be a DNS label of at most 63 characters starting with a letter (it names the Service)"),
+    validation = kube::core::Rule::new("!has(self.spec.canary) || size(self.metadata.name) <= 56")
+        .message("metadata.name must be at most 56 characters with spec.canary (the canary's Deployment and Service are NAME-canary)"),
     doc = "A model served over the Open Inference Protocol (v2) by modelship-server pods.",
     scale(
         spec_replicas_path = ".spec.replicas",
@@ -55,7 +63,7 @@ pub const GROUP: &str = "modelship.io";
     printcolumn(
         name = "URL",
         type_ = "string",
-        description = "Cluster-local v2 endpoint of the model",
+        description = "Public v2 endpoint of the model when exposed, else the in-cluster one",
         json_path = ".status.url"
     ),
     printcolumn(
@@ -69,9 +77,25 @@ pub const GROUP: &str = "modelship.io";
         description = "Where the model comes from",
         json_path = ".spec.model.uri",
         priority = 1
+    ),
+    printcolumn(
+        name = "Address",
+        type_ = "string",
+        description = "In-cluster v2 endpoint of the model",
+        json_path = ".status.address.url",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Canary",
+        type_ = "integer",
+        description = "Percent of the public traffic sent to the canary",
+        json_path = ".status.canary.trafficPercent",
+        priority = 1
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!has(self.canary) || has(self.expose)")
+    .message("spec.canary requires spec.expose: the traffic split is made by the public route"))]
 pub struct ModelDeploymentSpec {
     /// The model to serve and where to get it.
     pub model: ModelSpec,
@@ -105,6 +129,18 @@ pub struct ModelDeploymentSpec {
     /// Pod-level settings: labels, scheduling, service account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodSpec>,
+
+    /// A public URL: a Gateway API HTTPRoute or an Ingress to the Service (absent: in-cluster only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expose: Option<ExposeSpec>,
+
+    /// A second model behind the public route, sent a share of its traffic (needs `expose`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySpec>,
+
+    /// API keys the server requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
 }
 
 /// The model to serve.
@@ -360,13 +396,20 @@ pub struct ModelDeploymentStatus {
     /// Label selector of the pods, for the scale subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
-    /// Cluster-local v2 endpoint of the model.
+    /// The v2 endpoint of the model: the public one when exposed, else the in-cluster one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The in-cluster endpoint, exposed or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<AddressStatus>,
+    /// The canary, when `spec.canary` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
     /// The model being served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelStatus>,
-    /// `Ready`, `Progressing` and `Degraded`.
+    /// `Ready`, `Progressing` and `Degraded`; `Exposed` with `spec.expose`, `CanaryReady` with
+    /// `spec.canary`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -416,6 +459,10 @@ mod tests {
             "labelSelectorPath: .status.selector",
             "- mdep",
             "x-kubernetes-list-type: map",
+            "spec.canary.trafficPercent must be between 0 and 100",
+            "spec.canary requires spec.expose",
+            "spec.expose.host must be a lowercase DNS name",
+            "jsonPath: .status.address.url",
         ] {
             assert!(yaml.contains(needle), "CRD lacks {needle:?}");
         }

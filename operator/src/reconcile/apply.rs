@@ -1,5 +1,6 @@
 //! The apply stage: server-side apply of every child with the operator's field manager, and
-//! the deletion of an HPA the operator made when `spec.autoscaling` goes away.
+//! the deletion of a child the operator made when its part of the spec goes away (the HPA
+//! with `spec.autoscaling`; the route and the canary's children in [`super::traffic`]).
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -46,7 +47,7 @@ pub(super) async fn apply_children(
 }
 
 /// Server-side applies `object` with the operator's field manager, taking over conflicting fields.
-async fn apply<K>(api: Api<K>, name: &str, object: &K) -> Result<K, Error>
+pub(super) async fn apply<K>(api: Api<K>, name: &str, object: &K) -> Result<K, Error>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
 {
@@ -73,22 +74,14 @@ async fn delete_owned_hpa(
     let Some(hpa) = ctx.caches.hpa_of(&v.namespace, &v.name) else {
         return Ok(());
     };
-    let owned = hpa
-        .owner_references()
-        .iter()
-        .any(|o| o.controller == Some(true) && o.uid == v.uid);
-    if !owned {
+    let deleted = delete_if_owned(&api, &v.name, &v.uid, hpa.as_ref())
+        .await
+        .map_err(|source| Error::DeleteHpa {
+            name: v.name.clone(),
+            source,
+        })?;
+    if !deleted {
         return Ok(());
-    }
-    match api.delete(&v.name, &DeleteParams::background()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
-        Err(source) => {
-            return Err(Error::DeleteHpa {
-                name: v.name.clone(),
-                source,
-            });
-        }
     }
     events::publish(
         md,
@@ -102,4 +95,45 @@ async fn delete_owned_hpa(
     )
     .await;
     Ok(())
+}
+
+/// Deletes `object` (named `name`) when the ModelDeployment with `uid` controls it; `true`
+/// when it was deleted by this call.
+pub(super) async fn delete_if_owned<K>(
+    api: &Api<K>,
+    name: &str,
+    uid: &str,
+    object: &K,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let owned = object
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == uid);
+    if !owned {
+        return Ok(false);
+    }
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes `name` when it exists and the ModelDeployment with `uid` controls it, reading it
+/// first (for children no cache holds).
+pub(super) async fn get_and_delete_if_owned<K>(
+    api: &Api<K>,
+    name: &str,
+    uid: &str,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.get_opt(name).await? {
+        Some(object) => delete_if_owned(api, name, uid, &object).await,
+        None => Ok(false),
+    }
 }

@@ -1,15 +1,16 @@
-//! What the reconciler reads without asking the API server: the watched pods and HPAs (one
-//! store per watched namespace, or one for all), and the mapping from a pod's event to the
-//! ModelDeployment it belongs to.
+//! What the reconciler reads without asking the API server: the watched pods, HPAs and
+//! Ingresses (one store per watched namespace, or one for all), and the mapping from a pod's
+//! event to the ModelDeployment it belongs to.
 
 use std::sync::Arc;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::build::{INSTANCE_LABEL, selector_labels};
+use crate::build::{INSTANCE_LABEL, MODEL_DEPLOYMENT_LABEL, selector_labels};
 use crate::crd::ModelDeployment;
 
 /// Caches of the watched pods and HPAs, so that a reconcile does not list pods or get the HPA
@@ -18,6 +19,7 @@ use crate::crd::ModelDeployment;
 pub struct Caches {
     pub pods: Vec<Store<Pod>>,
     pub hpas: Vec<Store<HorizontalPodAutoscaler>>,
+    pub ingresses: Vec<Store<Ingress>>,
 }
 
 impl Caches {
@@ -40,12 +42,34 @@ impl Caches {
         let key = ObjectRef::new(name).within(namespace);
         self.hpas.iter().find_map(|store| store.get(&key))
     }
+
+    /// The Ingress named like ModelDeployment `namespace/name`, whoever made it.
+    pub fn ingress_of(&self, namespace: &str, name: &str) -> Option<Arc<Ingress>> {
+        let key = ObjectRef::new(name).within(namespace);
+        self.ingresses.iter().find_map(|store| store.get(&key))
+    }
 }
 
-/// The ModelDeployment a pod belongs to, by its instance label: a pod's event triggers a
-/// reconcile of its owner.
+/// Pods that pass their readiness probe and are not going away.
+pub fn ready_pods(pods: &[Pod]) -> i32 {
+    let ready = pods.iter().filter(|pod| {
+        pod.metadata.deletion_timestamp.is_none()
+            && pod
+                .status
+                .iter()
+                .flat_map(|s| s.conditions.iter().flatten())
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+    });
+    i32::try_from(ready.count()).unwrap_or(i32::MAX)
+}
+
+/// The ModelDeployment a pod belongs to, by its owner label (a canary's pod) or else its
+/// instance label: a pod's event triggers a reconcile of its owner.
 pub fn model_deployment_of(pod: &Pod) -> Option<ObjectRef<ModelDeployment>> {
-    let name = pod.labels().get(INSTANCE_LABEL)?;
+    let labels = pod.labels();
+    let name = labels
+        .get(MODEL_DEPLOYMENT_LABEL)
+        .or_else(|| labels.get(INSTANCE_LABEL))?;
     Some(ObjectRef::new(name).within(&pod.namespace()?))
 }
 
@@ -110,6 +134,7 @@ mod tests {
                 ]),
             ],
             hpas: Vec::new(),
+            ingresses: Vec::new(),
         };
         let mut names: Vec<String> = caches
             .pods_of("ml", "iris")
@@ -129,11 +154,35 @@ mod tests {
                 store(vec![hpa("ml", "wine")]),
                 store(vec![hpa("ml", "iris"), hpa("other", "resnet")]),
             ],
+            ingresses: Vec::new(),
         };
         assert_eq!(caches.hpa_of("ml", "iris").unwrap().name_any(), "iris");
         assert!(caches.hpa_of("ml", "resnet").is_none());
         assert!(caches.hpa_of("other", "iris").is_none());
         assert!(Caches::default().hpa_of("ml", "iris").is_none());
+    }
+
+    #[test]
+    fn only_ready_pods_that_stay_count_as_ready() {
+        let with_ready = |status: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p"},
+                "status": {"conditions": [{"type": "Ready", "status": status}]}
+            }))
+            .unwrap()
+        };
+        let mut leaving = with_ready("True");
+        leaving.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        let pods = [
+            with_ready("True"),
+            with_ready("False"),
+            leaving,
+            Pod::default(),
+        ];
+        assert_eq!(ready_pods(&pods), 1);
     }
 
     #[test]
@@ -145,6 +194,18 @@ mod tests {
         assert_eq!(
             model_deployment_of(&pod("ml", "stray", &[("app", "iris")])),
             None
+        );
+        let canary = pod(
+            "ml",
+            "iris-canary-5c-x",
+            &[
+                ("app.kubernetes.io/instance", "iris-canary"),
+                ("modelship.io/model-deployment", "iris"),
+            ],
+        );
+        assert_eq!(
+            model_deployment_of(&canary),
+            Some(ObjectRef::new("iris").within("ml"))
         );
         let mut no_namespace = pod("ml", "iris-x", &IRIS);
         no_namespace.metadata.namespace = None;

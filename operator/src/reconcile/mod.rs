@@ -3,15 +3,20 @@
 //! [`reconcile`] reads as the pipeline, one function per stage: [`read`] (is the object alive,
 //! in a namespace?), [`validate`] (every default resolved once), [`build_children`] (pure, no
 //! client), [`apply::apply_children`] (server-side apply of every child) and
-//! [`status_patch::update_status`] (conditions, Events, the status subresource). Of its
-//! submodules `apply`, `events` and `status_patch` talk to the API server; [`Caches`] holds
-//! the watched pods and HPAs, and [`error_policy`] decides when a failed reconcile runs again.
+//! [`status_patch::update_status`] (conditions, Events, the status subresource). Between apply
+//! and status, [`traffic`] discovers the Gateway API, plans the public route and the canary,
+//! and applies them. Of its submodules `apply`, `events`, `status_patch` and `traffic` talk to
+//! the API server (`discovery` reads the API's discovery documents); [`Caches`] holds the
+//! watched pods, HPAs and Ingresses, and [`error_policy`] decides when a failed reconcile runs
+//! again.
 
 mod apply;
 mod backoff;
 mod caches;
+mod discovery;
 mod events;
 mod status_patch;
+mod traffic;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +26,7 @@ use kube::runtime::events::Recorder;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::build::build_children;
+use crate::build::traffic::Exposure;
 use crate::config::Config;
 use crate::crd::ModelDeployment;
 use crate::metrics::Metrics;
@@ -28,7 +34,8 @@ use crate::status::Observed;
 use crate::validate::{InvalidSpec, validate};
 
 pub use backoff::{Backoff, error_policy};
-pub use caches::{Caches, model_deployment_of};
+pub use caches::{Caches, model_deployment_of, ready_pods};
+pub use discovery::{DISCOVERY_TTL, Discovery};
 
 /// What can go wrong in a reconcile; [`Error::label`] names it in metrics.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +56,13 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("deleting {kind} {name}: {source}")]
+    Delete {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("updating status: {0}")]
     Status(#[source] kube::Error),
     #[error("ModelDeployment has no namespace")]
@@ -62,6 +76,7 @@ impl Error {
             Error::InvalidSpec(_) => "invalid_spec",
             Error::Apply { .. } => "apply",
             Error::DeleteHpa { .. } => "delete_hpa",
+            Error::Delete { .. } => "delete",
             Error::Status(_) => "status",
             Error::NoNamespace => "no_namespace",
         }
@@ -77,6 +92,8 @@ pub struct Context {
     pub caches: Caches,
     /// Consecutive failures per object.
     pub backoff: Backoff,
+    /// Whether the cluster serves the Gateway API, cached briefly.
+    pub discovery: Discovery,
 }
 
 impl Context {
@@ -94,6 +111,7 @@ impl Context {
             metrics,
             caches,
             backoff: Backoff::default(),
+            discovery: Discovery::default(),
         }
     }
 }
@@ -131,15 +149,24 @@ async fn pipeline(md: &ModelDeployment, ctx: &Context) -> Result<Action, Error> 
         }
     };
     let children = build_children(&validated);
+    let planned = traffic::plan(md, &validated, ctx).await;
     let deployment = apply::apply_children(md, &validated, &children, ctx).await?;
+    traffic::apply_traffic(md, &validated, &planned, ctx).await?;
     let pods = ctx.caches.pods_of(&validated.namespace, &validated.name);
     let observed = Observed::Applied {
         validated: &validated,
         deployment: &deployment,
         pods: &pods,
+        traffic: &planned.traffic,
+        canary_pods: &planned.canary_pods,
     };
     status_patch::update_status(md, &observed, ctx).await?;
-    Ok(Action::requeue(RESYNC))
+    // An unavailable route may become available without a change to the spec (the Gateway
+    // API installed later): look again soon.
+    match planned.traffic.exposure {
+        Some(Exposure::Unavailable(_)) => Ok(Action::requeue(DISCOVERY_TTL)),
+        _ => Ok(Action::requeue(RESYNC)),
+    }
 }
 
 /// What the read stage found.

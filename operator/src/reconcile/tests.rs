@@ -227,6 +227,7 @@ fn caches_with(hpa: HorizontalPodAutoscaler) -> Caches {
     Caches {
         pods: Vec::new(),
         hpas: vec![reader],
+        ingresses: Vec::new(),
     }
 }
 

@@ -1,6 +1,7 @@
-//! The three conditions of a `ModelDeployment` (`Ready`, `Progressing`, `Degraded`): their
-//! types and reasons as enums, one small function per condition, and the merge that keeps
-//! `lastTransitionTime` unless a condition's status changes.
+//! The conditions of a `ModelDeployment` (`Ready`, `Progressing`, `Degraded` always; `Exposed`
+//! with `spec.expose`, `CanaryReady` with `spec.canary`): their types and reasons as enums, one
+//! small function per condition, and the merge that keeps `lastTransitionTime` unless a
+//! condition's status changes.
 
 use std::fmt;
 
@@ -8,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::pods::{PodProblem, PodReason};
 use super::rollout::Rollout;
+use crate::build::traffic::{CanaryHold, CanaryTraffic, Exposure};
 use crate::validate::InvalidSpec;
 
 /// The `type` of a condition the operator writes.
@@ -19,16 +21,25 @@ pub enum ConditionType {
     Progressing,
     /// Something keeps pods from serving, or the spec is invalid.
     Degraded,
+    /// The public route is applied (only with `spec.expose`).
+    Exposed,
+    /// The canary gets the traffic the spec asks (only with `spec.canary`).
+    CanaryReady,
 }
 
 impl ConditionType {
+    /// The conditions every status has.
     pub const ALL: [ConditionType; 3] = [Self::Ready, Self::Progressing, Self::Degraded];
+    /// The conditions a status has only while their part of the spec is set.
+    pub const OPTIONAL: [ConditionType; 2] = [Self::Exposed, Self::CanaryReady];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ready => "Ready",
             Self::Progressing => "Progressing",
             Self::Degraded => "Degraded",
+            Self::Exposed => "Exposed",
+            Self::CanaryReady => "CanaryReady",
         }
     }
 }
@@ -60,6 +71,16 @@ pub enum Reason {
     AsExpected,
     /// What keeps the pods from serving.
     Pod(PodReason),
+    /// `Exposed`: the route is applied.
+    Routed,
+    /// `Exposed` (and `CanaryReady`): no route can be made; the message says why.
+    ExposeUnavailable,
+    /// `CanaryReady`: the canary gets the spec's percent.
+    CanaryServing,
+    /// `CanaryReady`: no canary pod is Ready, so it gets no traffic.
+    CanaryNotReady,
+    /// `CanaryReady`: the route's API cannot split traffic (Ingress mode).
+    CanaryUnsupported,
 }
 
 impl Reason {
@@ -74,6 +95,11 @@ impl Reason {
             Self::RollingOut => "RollingOut",
             Self::AsExpected => "AsExpected",
             Self::Pod(reason) => reason.as_str(),
+            Self::Routed => "Routed",
+            Self::ExposeUnavailable => "ExposeUnavailable",
+            Self::CanaryServing => "CanaryServing",
+            Self::CanaryNotReady => "CanaryNotReady",
+            Self::CanaryUnsupported => "CanaryUnsupported",
         }
     }
 }
@@ -209,6 +235,59 @@ pub fn degraded(rollout: &Rollout, pods: Option<&PodProblem>) -> Verdict {
     }
 }
 
+/// `Exposed`: the route and the public URL, or why there is no route.
+pub fn exposed(exposure: &Exposure) -> Verdict {
+    match exposure {
+        Exposure::Routed { kind, url } => Verdict::new(
+            ConditionType::Exposed,
+            true,
+            Reason::Routed,
+            format!("{kind} applied: {url}"),
+        ),
+        Exposure::Unavailable(why) => Verdict::new(
+            ConditionType::Exposed,
+            false,
+            Reason::ExposeUnavailable,
+            why.clone(),
+        ),
+    }
+}
+
+/// `CanaryReady`: the canary gets its percent, or why it does not (with what keeps its pods
+/// from serving, when they report it).
+pub fn canary_ready(canary: &CanaryTraffic, pods: Option<&PodProblem>) -> Verdict {
+    let verdict =
+        |status, reason, message| Verdict::new(ConditionType::CanaryReady, status, reason, message);
+    match &canary.hold {
+        None => verdict(
+            true,
+            Reason::CanaryServing,
+            format!(
+                "{} canary pods Ready, {}% of the public traffic",
+                canary.ready_replicas, canary.traffic_percent
+            ),
+        ),
+        Some((CanaryHold::NotReady, why)) => match pods {
+            Some(p) => verdict(
+                false,
+                Reason::CanaryNotReady,
+                format!("{why}; {}: {}", p.reason, p.message),
+            ),
+            None => verdict(false, Reason::CanaryNotReady, why.clone()),
+        },
+        Some((hold, why)) => verdict(false, hold_reason(*hold), why.clone()),
+    }
+}
+
+/// The condition reason of a [`CanaryHold`].
+pub fn hold_reason(hold: CanaryHold) -> Reason {
+    match hold {
+        CanaryHold::NotReady => Reason::CanaryNotReady,
+        CanaryHold::Unsupported => Reason::CanaryUnsupported,
+        CanaryHold::ExposeUnavailable => Reason::ExposeUnavailable,
+    }
+}
+
 /// Merges `updates` into `previous`: an updated condition keeps its previous
 /// `lastTransitionTime` unless its `status` changed; conditions of other types are kept.
 pub fn merge_conditions(previous: &[Condition], updates: Vec<Condition>) -> Vec<Condition> {
@@ -250,6 +329,11 @@ mod tests {
             (Reason::RollingOut, "RollingOut"),
             (Reason::AsExpected, "AsExpected"),
             (Reason::Pod(PodReason::ModelLoadFailed), "ModelLoadFailed"),
+            (Reason::Routed, "Routed"),
+            (Reason::ExposeUnavailable, "ExposeUnavailable"),
+            (Reason::CanaryServing, "CanaryServing"),
+            (Reason::CanaryNotReady, "CanaryNotReady"),
+            (Reason::CanaryUnsupported, "CanaryUnsupported"),
         ] {
             assert_eq!(reason.to_string(), text);
         }

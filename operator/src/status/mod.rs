@@ -18,8 +18,11 @@ pub use conditions::{ConditionType, Reason, merge_conditions};
 pub use pods::{PodProblem, PodReason, pod_problem, summarize_pods};
 
 use crate::build::selector_string;
+use crate::build::traffic::{Exposure, Traffic};
 use crate::config::Config;
-use crate::crd::{ModelDeployment, ModelDeploymentStatus, ModelStatus};
+use crate::crd::{
+    AddressStatus, CanaryStatus, ModelDeployment, ModelDeploymentStatus, ModelStatus,
+};
 use crate::validate::{Endpoint, InvalidSpec, Validated};
 use rollout::Rollout;
 
@@ -34,6 +37,10 @@ pub enum Observed<'a> {
         deployment: &'a Deployment,
         /// Every pod of the ModelDeployment, old ReplicaSets included.
         pods: &'a [Pod],
+        /// The route and the canary's share, as applied.
+        traffic: &'a Traffic,
+        /// The canary's pods (empty without a canary).
+        canary_pods: &'a [Pod],
     },
 }
 
@@ -46,36 +53,71 @@ pub fn compute_status(
     now: &Time,
 ) -> ModelDeploymentStatus {
     let generation = md.metadata.generation;
-    let (rollout, verdicts, endpoint) = match observed {
+    let previous_status = md.status.as_ref();
+    let previous = previous_status
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let (rollout, verdicts, endpoint, public_url, canary) = match observed {
         Observed::Invalid(invalid) => (
             Rollout::default(),
-            conditions::invalid_spec(invalid),
+            conditions::invalid_spec(invalid).to_vec(),
             Endpoint::of(md, config),
+            // Nothing was applied: the route and the canary stay as they were reported.
+            previous_status.and_then(|s| s.url.clone()),
+            previous_status.and_then(|s| s.canary.clone()),
         ),
         Observed::Applied {
             validated,
             deployment,
             pods,
+            traffic,
+            canary_pods,
         } => {
             let rollout = Rollout::of(deployment);
             let problem = summarize_pods(pods);
-            let verdicts = [
+            let mut verdicts = vec![
                 conditions::ready(&rollout, problem.as_ref()),
                 conditions::progressing(&rollout),
                 conditions::degraded(&rollout, problem.as_ref()),
             ];
-            (rollout, verdicts, validated.endpoint.clone())
+            verdicts.extend(traffic.exposure.as_ref().map(conditions::exposed));
+            let canary_problem = summarize_pods(canary_pods);
+            verdicts.extend(
+                traffic
+                    .canary_traffic
+                    .as_ref()
+                    .map(|c| conditions::canary_ready(c, canary_problem.as_ref())),
+            );
+            let public_url = match &traffic.exposure {
+                Some(Exposure::Routed { url, .. }) => Some(url.clone()),
+                _ => None,
+            };
+            (
+                rollout,
+                verdicts,
+                validated.endpoint.clone(),
+                public_url,
+                canary_status(validated, traffic),
+            )
         }
     };
     let updates = verdicts
         .into_iter()
         .map(|v| v.into_condition(generation, now))
         .collect();
-    let previous = md
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
+    // The optional conditions of a part of the spec that is gone go with it.
+    let kept: Vec<_> = match observed {
+        Observed::Invalid(_) => previous.to_vec(),
+        Observed::Applied { traffic, .. } => previous
+            .iter()
+            .filter(|c| {
+                let gone = |t: ConditionType, present: bool| c.type_ == t.as_str() && !present;
+                !gone(ConditionType::Exposed, traffic.exposure.is_some())
+                    && !gone(ConditionType::CanaryReady, traffic.canary_traffic.is_some())
+            })
+            .cloned()
+            .collect(),
+    };
     ModelDeploymentStatus {
         observed_generation: generation,
         replicas: Some(rollout.replicas),
@@ -83,20 +125,41 @@ pub fn compute_status(
         updated_replicas: Some(rollout.updated),
         ready: Some(format!("{}/{}", rollout.ready, rollout.desired)),
         selector: Some(selector_string(&md.name_any())),
-        url: Some(endpoint.url),
+        url: Some(public_url.unwrap_or_else(|| endpoint.url.clone())),
+        address: Some(AddressStatus { url: endpoint.url }),
         model: Some(ModelStatus {
             name: endpoint.model_name,
             version: endpoint.model_version,
             uri: endpoint.uri,
         }),
-        conditions: merge_conditions(previous, updates),
+        canary,
+        conditions: merge_conditions(&kept, updates),
     }
+}
+
+/// `status.canary`: the canary's model and the traffic it actually gets.
+fn canary_status(v: &Validated, traffic: &Traffic) -> Option<CanaryStatus> {
+    let (canary, applied) = (v.canary.as_ref()?, traffic.canary_traffic.as_ref()?);
+    Some(CanaryStatus {
+        model: ModelStatus {
+            name: v.endpoint.model_name.clone(),
+            version: canary.version.clone(),
+            uri: canary.model.uri.clone(),
+        },
+        ready_replicas: applied.ready_replicas,
+        traffic_percent: applied.traffic_percent,
+        reason: applied
+            .hold
+            .as_ref()
+            .map(|(hold, _)| conditions::hold_reason(*hold).as_str().to_string()),
+        message: applied.hold.as_ref().map(|(_, why)| why.clone()),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures;
+    use crate::build::{GatewayApi, fixtures, plan_traffic};
     use crate::validate::{FieldError, validate};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
     use k8s_openapi::jiff::Timestamp;
@@ -121,10 +184,18 @@ mod tests {
         now: i64,
     ) -> ModelDeploymentStatus {
         let validated = validate(md, &Config::default()).unwrap();
+        let traffic = plan_traffic(
+            &validated,
+            &Config::default().expose,
+            &GatewayApi::NotChecked,
+            0,
+        );
         let observed = Observed::Applied {
             validated: &validated,
             deployment: d,
             pods,
+            traffic: &traffic,
+            canary_pods: &[],
         };
         compute_status(md, &Config::default(), &observed, &at(now))
     }

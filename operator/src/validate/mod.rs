@@ -8,6 +8,7 @@
 
 mod names;
 mod source;
+mod traffic;
 mod validated;
 
 use std::fmt;
@@ -23,10 +24,11 @@ use crate::crd::{
 use names::{TOKEN_RULE, is_dns_label, is_token};
 
 pub use source::ModelSource;
+pub use traffic::{CANARY_SUFFIX, DEFAULT_CANARY_REPLICAS, MAX_NAME_WITH_CANARY};
 pub use validated::{
-    Autoscaling, BatchDelay, Batching, DEFAULT_MIN_REPLICAS, DEFAULT_REPLICAS,
-    DEFAULT_SERVICE_PORT, DEFAULT_TARGET_CPU, Endpoint, Model, Scaling, Server, ServiceSettings,
-    Validated,
+    Auth, Autoscaling, BatchDelay, Batching, Canary, DEFAULT_MIN_REPLICAS, DEFAULT_REPLICAS,
+    DEFAULT_SERVICE_PORT, DEFAULT_TARGET_CPU, Endpoint, Expose, Model, Scaling, Server,
+    ServiceSettings, Validated,
 };
 
 /// One broken rule: the field's path and what it must be.
@@ -100,9 +102,28 @@ pub fn validate(md: &ModelDeployment, config: &Config) -> Result<Validated, Inva
     let scaling = scaling(spec, &mut rules);
     let batching = batching(spec.batching.as_ref(), &mut rules);
     let service = service(spec, &mut rules);
+    let expose = traffic::expose(
+        spec.expose.as_ref(),
+        &name,
+        namespace.as_deref().unwrap_or_default(),
+        config,
+        &mut rules,
+    );
+    let canary = traffic::canary(spec, &name, model.as_ref(), &mut rules);
+    let auth = traffic::auth(spec.auth.as_ref(), &mut rules);
 
-    let (Some(namespace), Some(model), Some(scaling), Some(batching), Some(service)) =
-        (namespace, model, scaling, batching, service)
+    let (
+        Some(namespace),
+        Some(model),
+        Some(scaling),
+        Some(batching),
+        Some(service),
+        Some(expose),
+        Some(canary),
+        Some(auth),
+    ) = (
+        namespace, model, scaling, batching, service, expose, canary, auth,
+    )
     else {
         return Err(InvalidSpec(rules.0));
     };
@@ -127,6 +148,9 @@ pub fn validate(md: &ModelDeployment, config: &Config) -> Result<Validated, Inva
         batching,
         service,
         pod: spec.pod.clone().unwrap_or_default(),
+        expose,
+        canary,
+        auth,
     })
 }
 

@@ -41,6 +41,45 @@ pub struct Validated {
     pub pod: PodSpec,
     /// How clients reach the model.
     pub endpoint: Endpoint,
+    /// `spec.expose`: the public route.
+    pub expose: Option<Expose>,
+    /// `spec.canary`: the second set of pods behind the route.
+    pub canary: Option<Canary>,
+    /// `spec.auth`: the API keys the server requires.
+    pub auth: Option<Auth>,
+}
+
+/// A checked `spec.expose`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expose {
+    /// `spec.expose.host`, else the operator's host template filled in; `Err` says why there
+    /// is no host (then no route is made, and the `Exposed` condition says so).
+    pub host: Result<String, String>,
+    /// The path prefix: `/`, or without a trailing slash (`/team/iris`).
+    pub path: String,
+    /// `spec.expose.tls.secretName`.
+    pub tls_secret: Option<String>,
+}
+
+/// A checked `spec.canary`, its defaults resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Canary {
+    /// Name of its Deployment and Service: `{name}-canary`.
+    pub name: String,
+    /// Its model; runtime and credentials are the primary's.
+    pub model: Model,
+    /// The version it serves under the primary's model name.
+    pub version: Option<String>,
+    /// The spec's percent of the public traffic.
+    pub traffic_percent: i32,
+    pub replicas: i32,
+}
+
+/// A checked `spec.auth`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Auth {
+    /// The Secret whose values are the valid API keys.
+    pub api_keys_secret: String,
 }
 
 /// The model file and how the server gets it.

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 use super::args::{ModelArgs, RuntimeArgs};
 use super::termination::write_termination_message;
-use crate::engine::{Engine, EngineConfig, warm_up_inputs};
+use crate::engine::{BatchWait, Engine, EngineConfig, warm_up_inputs};
 use crate::metrics::{Metrics, ModelLabels};
 use crate::model::ModelArtifact;
 use crate::runtime::{self, RuntimeOptions};
@@ -43,10 +43,23 @@ pub struct ServeArgs {
     /// Most rows merged into one batch (1 disables batching).
     #[arg(long, env = "MODELSHIP_MAX_BATCH_SIZE", default_value_t = 32)]
     pub max_batch_size: usize,
-    /// Longest a batch waits for more requests under load, e.g. `1ms`, `500us`
-    /// (an idle server runs a lone request at once).
+    /// Longest a batch waits for more requests once its queue is empty, e.g.
+    /// `1ms`, `500us`. By default it waits only for requests the server has
+    /// already received and is still reading or decoding; with none on their
+    /// way it runs at once, so a lone request never waits.
     #[arg(long, env = "MODELSHIP_MAX_BATCH_DELAY", default_value = "1ms", value_parser = humantime::parse_duration)]
     pub max_batch_delay: Duration,
+    /// When a batch waits: `admitted` (for requests already received, see
+    /// --max-batch-delay) or `fixed` (under load, the whole delay whether or
+    /// not more requests come: bigger batches, more latency; the earlier
+    /// default, kept for comparison).
+    #[arg(
+        long,
+        env = "MODELSHIP_BATCH_WAIT",
+        value_enum,
+        default_value = "admitted"
+    )]
+    pub batch_wait: BatchWaitArg,
     /// Requests that may wait for a batch; more are refused with 429.
     #[arg(long, env = "MODELSHIP_MAX_QUEUE", default_value_t = 1024)]
     pub max_queue: usize,
@@ -68,6 +81,13 @@ pub struct ServeArgs {
     pub shutdown_timeout: Duration,
 }
 
+/// `--batch-wait`: the engine's [`BatchWait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BatchWaitArg {
+    Admitted,
+    Fixed,
+}
+
 impl ServeArgs {
     /// Batches that run at the same time: `--workers`, or one per core.
     pub fn workers(&self) -> usize {
@@ -78,6 +98,10 @@ impl ServeArgs {
         EngineConfig {
             max_batch_size: self.max_batch_size.max(1),
             max_batch_delay: self.max_batch_delay,
+            wait: match self.batch_wait {
+                BatchWaitArg::Admitted => BatchWait::Admitted,
+                BatchWaitArg::Fixed => BatchWait::Fixed,
+            },
             max_queue: self.max_queue.max(1),
             workers: self.workers(),
         }
@@ -219,7 +243,7 @@ pub async fn load_and_warm_up(
     let engine = Engine::start(name, backend, args.engine_config(), model_metrics.clone());
     let warm_up = warm_up_inputs(engine.signature());
     engine
-        .infer(warm_up)
+        .infer(engine.admit(), warm_up)
         .await
         .map_err(|e| format!("warm-up inference failed: {e}"))?;
     Ok(ServedModel {

@@ -7,13 +7,12 @@
 //! (`batch`) follows from every job in it, so a slow request leads to the
 //! batch it ran in and a slow batch to its requests.
 
-use std::time::Duration;
-
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Span;
 
 use super::EngineError;
+use super::arrivals::Arrivals;
 use crate::metrics::ModelMetrics;
 use crate::runtime::{Backend, InferError};
 use crate::tensor::Tensor;
@@ -57,33 +56,39 @@ pub struct Gathered<T> {
     pub held: Option<T>,
 }
 
+/// How long [`gather`] may wait for more jobs once the queue is empty.
+#[derive(Clone, Copy)]
+pub enum Wait<'a> {
+    /// Not at all: run what is queued.
+    No,
+    /// Until `deadline`, whatever comes (the fixed policy).
+    Until(Instant),
+    /// While requests admitted by the front end are still on their way to
+    /// the queue, and at most until `deadline` (the default policy).
+    ForArrivals(&'a Arrivals, Instant),
+}
+
 /// Starts a batch with `first` and adds queued jobs while they fit in
-/// `max_rows` rows and stack with `first`, waiting at most `wait` (from
-/// now) for more to arrive. The first job that does not fit is held back,
-/// not lost. A closed channel ends the batch with what it has.
+/// `max_rows` rows and stack with `first`; once the queue is empty it waits
+/// as `wait` says for more to arrive. The first job that does not fit is
+/// held back, not lost. A closed channel ends the batch with what it has.
 pub async fn gather<T: Batchable>(
     first: T,
     rx: &mut mpsc::Receiver<T>,
     max_rows: usize,
-    wait: Duration,
+    wait: Wait<'_>,
 ) -> Gathered<T> {
     let mut rows = first.rows();
     let mut jobs = vec![first];
-    let deadline = Instant::now() + wait;
     while rows < max_rows {
         let next = match rx.try_recv() {
             Ok(job) => job,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                match tokio::time::timeout(left, rx.recv()).await {
-                    Ok(Some(job)) => job,
-                    _ => break,
-                }
-            }
+            Err(mpsc::error::TryRecvError::Empty) => match next_arrival(rx, wait).await {
+                Arrival::Job(job) => job,
+                Arrival::Again => continue,
+                Arrival::None => break,
+            },
         };
         if rows + next.rows() > max_rows || !jobs[0].stacks_with(&next) {
             return Gathered {
@@ -99,6 +104,39 @@ pub async fn gather<T: Batchable>(
         jobs,
         rows,
         held: None,
+    }
+}
+
+enum Arrival<T> {
+    Job(T),
+    /// Something changed (an admitted request gave up): look again.
+    Again,
+    None,
+}
+
+/// Waits on an empty queue as `wait` allows.
+async fn next_arrival<T>(rx: &mut mpsc::Receiver<T>, wait: Wait<'_>) -> Arrival<T> {
+    match wait {
+        Wait::No => Arrival::None,
+        Wait::Until(deadline) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(job)) => Arrival::Job(job),
+            _ => Arrival::None,
+        },
+        Wait::ForArrivals(arrivals, deadline) => {
+            // Register for the next settlement before reading the count, so
+            // one that happens in between still wakes us.
+            let settled = arrivals.settled();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if arrivals.pending() == 0 || Instant::now() >= deadline {
+                return Arrival::None;
+            }
+            tokio::select! {
+                job = rx.recv() => job.map_or(Arrival::None, Arrival::Job),
+                () = &mut settled => Arrival::Again,
+                () = tokio::time::sleep_until(deadline) => Arrival::None,
+            }
+        }
     }
 }
 
@@ -187,6 +225,7 @@ pub(super) fn run_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// A bare job: its rows and the width its rows must share to stack.
     #[derive(Debug, PartialEq)]
@@ -209,10 +248,14 @@ mod tests {
         (tx, rx)
     }
 
+    fn in_ms(ms: u64) -> Wait<'static> {
+        Wait::Until(Instant::now() + Duration::from_millis(ms))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn takes_what_is_queued_up_to_the_row_limit_and_holds_the_rest() {
         let (_tx, mut rx) = queue(vec![Rows(2, 4), Rows(3, 4), Rows(1, 4)]).await;
-        let got = gather(Rows(1, 4), &mut rx, 4, Duration::ZERO).await;
+        let got = gather(Rows(1, 4), &mut rx, 4, Wait::No).await;
         assert_eq!(got.jobs, vec![Rows(1, 4), Rows(2, 4)]);
         assert_eq!(got.rows, 3);
         assert_eq!(
@@ -230,7 +273,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_job_that_does_not_stack_ends_the_batch() {
         let (_tx, mut rx) = queue(vec![Rows(1, 3), Rows(1, 4)]).await;
-        let got = gather(Rows(1, 4), &mut rx, 8, Duration::ZERO).await;
+        let got = gather(Rows(1, 4), &mut rx, 8, Wait::No).await;
         assert_eq!(got.jobs, vec![Rows(1, 4)]);
         assert_eq!(got.held, Some(Rows(1, 3)));
     }
@@ -239,7 +282,7 @@ mod tests {
     async fn without_a_wait_an_empty_queue_ends_the_batch_at_once() {
         let (_tx, mut rx) = queue(vec![]).await;
         let started = Instant::now();
-        let got = gather(Rows(1, 4), &mut rx, 8, Duration::ZERO).await;
+        let got = gather(Rows(1, 4), &mut rx, 8, Wait::No).await;
         assert_eq!((got.jobs.len(), got.held), (1, None));
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
@@ -254,7 +297,7 @@ mod tests {
             tx.send(Rows(1, 4)).await.unwrap();
         });
         let started = Instant::now();
-        let got = gather(Rows(1, 4), &mut rx, 8, Duration::from_millis(5)).await;
+        let got = gather(Rows(1, 4), &mut rx, 8, in_ms(5)).await;
         assert_eq!(
             got.jobs.len(),
             2,
@@ -269,12 +312,100 @@ mod tests {
         let (tx, mut rx) = queue(vec![Rows(1, 4)]).await;
         drop(tx);
         let started = Instant::now();
-        let got = gather(Rows(1, 4), &mut rx, 8, Duration::from_secs(10)).await;
+        let got = gather(Rows(1, 4), &mut rx, 8, in_ms(10_000)).await;
         assert_eq!((got.jobs.len(), got.held), (2, None));
         assert_eq!(
             started.elapsed(),
             Duration::ZERO,
             "no wait on a closed queue"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_request_on_its_way_the_batch_runs_at_once() {
+        let (_tx, mut rx) = queue(vec![Rows(1, 4)]).await;
+        let arrivals = Arrivals::default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let started = Instant::now();
+        let got = gather(
+            Rows(1, 4),
+            &mut rx,
+            8,
+            Wait::ForArrivals(&arrivals, deadline),
+        )
+        .await;
+        assert_eq!(got.jobs.len(), 2, "what is queued joins");
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "nobody else can join: no wait"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_admitted_request_is_waited_for_until_it_is_queued() {
+        let (tx, mut rx) = queue(vec![]).await;
+        let arrivals = Arrivals::default();
+        let admission = arrivals.admit();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            tx.send(Rows(1, 4)).await.unwrap();
+            admission.settle();
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let started = Instant::now();
+        let got = gather(
+            Rows(1, 4),
+            &mut rx,
+            8,
+            Wait::ForArrivals(&arrivals, deadline),
+        )
+        .await;
+        assert_eq!(got.jobs.len(), 2, "the admitted request joins");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(3),
+            "and the batch runs as soon as it is in, not at the deadline"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_admitted_request_that_gives_up_ends_the_wait() {
+        let (_tx, mut rx) = queue(vec![]).await;
+        let arrivals = Arrivals::default();
+        let admission = arrivals.admit();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            drop(admission); // e.g. its body did not decode
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let started = Instant::now();
+        let got = gather(
+            Rows(1, 4),
+            &mut rx,
+            8,
+            Wait::ForArrivals(&arrivals, deadline),
+        )
+        .await;
+        assert_eq!(got.jobs.len(), 1);
+        assert_eq!(started.elapsed(), Duration::from_millis(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_never_arrives_is_waited_for_until_the_deadline_only() {
+        let (_tx, mut rx) = queue(vec![]).await;
+        let arrivals = Arrivals::default();
+        let _slow_upload = arrivals.admit();
+        let deadline = Instant::now() + Duration::from_millis(1);
+        let started = Instant::now();
+        let got = gather(
+            Rows(1, 4),
+            &mut rx,
+            8,
+            Wait::ForArrivals(&arrivals, deadline),
+        )
+        .await;
+        assert_eq!(got.jobs.len(), 1);
+        assert_eq!(started.elapsed(), Duration::from_millis(1));
     }
 }

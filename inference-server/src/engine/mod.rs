@@ -3,17 +3,25 @@
 //!
 //! A batcher task takes the first queued job, gathers whatever else is
 //! queued up to `max_batch_size` rows, runs the batch once on a blocking
-//! thread and answers each caller on its own oneshot channel. Under load
-//! (another batch running, or the last batch held more than one job) it
-//! also waits, at most `max_batch_delay`, for more jobs to fill the batch;
-//! without load it runs what it has at once, so a lone request never pays
-//! the delay. While every worker is busy, jobs pile up in the queue, so
-//! batches grow with load by themselves. A full queue is refused at once:
-//! memory never grows without bound.
+//! thread and answers each caller on its own oneshot channel. While every
+//! worker is busy, jobs pile up in the queue, so batches grow with load by
+//! themselves. A full queue is refused at once: memory never grows without
+//! bound.
+//!
+//! When to wait for more ([`BatchWait`]): waiting while a worker is idle is
+//! lost time unless more requests are about to join. The server knows which
+//! are: the front ends admit each request when it arrives, before its body is
+//! read and decoded ([`Engine::admit`], [`arrivals`]). So by default a batch
+//! whose queue is empty waits only while admitted requests are still on their
+//! way, at most `max_batch_delay`; with none on the way it runs at once. With
+//! closed-loop clients that is exact: once every admitted request is in the
+//! batch, nobody else can join it. A lone request never waits. The fixed
+//! policy (the one before) waits the whole delay under load instead.
 //!
 //! [`validate`] holds the checks a request passes before it is queued,
 //! [`batch`] the gathering and running of one batch.
 
+pub mod arrivals;
 pub mod batch;
 pub mod validate;
 
@@ -21,12 +29,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::metrics::ModelMetrics;
 use crate::protocol::BadRequest;
 use crate::runtime::{Backend, InferError};
 use crate::tensor::{ModelSignature, Tensor};
-use batch::{Gathered, Job, gather, run_batch};
+pub use arrivals::{Admission, Arrivals};
+use batch::{Gathered, Job, Wait, gather, run_batch};
 pub use validate::{check_outputs, prepare_inputs, warm_up_inputs};
 
 /// How a model's requests are queued and batched.
@@ -34,9 +44,11 @@ pub use validate::{check_outputs, prepare_inputs, warm_up_inputs};
 pub struct EngineConfig {
     /// Most rows in one batch; 1 turns batching off.
     pub max_batch_size: usize,
-    /// Longest a batch waits for more rows once it has its first job, under
-    /// load only (see the module documentation).
+    /// Longest a batch waits for more rows once its queue is empty (see
+    /// [`BatchWait`] for when it waits at all).
     pub max_batch_delay: Duration,
+    /// When a batch waits for more rows.
+    pub wait: BatchWait,
     /// Jobs that may wait in the queue before new ones are refused.
     pub max_queue: usize,
     /// Batches that may run at the same time.
@@ -48,10 +60,24 @@ impl Default for EngineConfig {
         EngineConfig {
             max_batch_size: 32,
             max_batch_delay: Duration::from_millis(1),
+            wait: BatchWait::Admitted,
             max_queue: 1024,
             workers: crate::runtime::threads(0),
         }
     }
+}
+
+/// When a forming batch waits for more rows once its queue is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchWait {
+    /// While requests the server has admitted are still on their way to the
+    /// queue (read, decoded), at most `max_batch_delay`; never otherwise.
+    #[default]
+    Admitted,
+    /// Under load (another batch running, or the last batch held more than
+    /// one request), the whole `max_batch_delay`, whether or not more
+    /// requests come: more rows per batch at the price of latency.
+    Fixed,
 }
 
 /// Why a job did not produce outputs.
@@ -73,6 +99,7 @@ pub struct Engine {
     name: Arc<str>,
     signature: Arc<ModelSignature>,
     tx: mpsc::Sender<Job>,
+    arrivals: Arrivals,
     metrics: ModelMetrics,
 }
 
@@ -93,11 +120,20 @@ impl Engine {
         config.workers = config.workers.max(1);
         let (tx, rx) = mpsc::channel(config.max_queue.max(1));
         let name: Arc<str> = Arc::from(name);
-        tokio::spawn(batcher(name.clone(), backend, config, rx, metrics.clone()));
+        let arrivals = Arrivals::default();
+        tokio::spawn(batcher(
+            name.clone(),
+            backend,
+            config,
+            rx,
+            arrivals.clone(),
+            metrics.clone(),
+        ));
         Engine {
             name,
             signature,
             tx,
+            arrivals,
             metrics,
         }
     }
@@ -121,9 +157,20 @@ impl Engine {
         check_outputs(&self.signature, requested)
     }
 
-    /// Validates, queues and waits for the outputs of one request. Outputs
-    /// come in signature order.
-    pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, EngineError> {
+    /// Counts a request in as soon as it arrives, before its body is read:
+    /// a forming batch waits for admitted requests (module documentation).
+    pub fn admit(&self) -> Admission {
+        self.arrivals.admit()
+    }
+
+    /// Validates, queues and waits for the outputs of one admitted request.
+    /// Outputs come in signature order. The admission settles once the job
+    /// is queued (or refused).
+    pub async fn infer(
+        &self,
+        admission: Admission,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, EngineError> {
         let (inputs, rows) = self.prepare(inputs)?;
         let (reply, rx) = oneshot::channel();
         // A child of the caller's span (the HTTP request's, with its id);
@@ -135,19 +182,21 @@ impl Engine {
             batch_id = tracing::field::Empty,
             batch_rows = tracing::field::Empty,
         );
-        self.tx
-            .try_send(Job {
-                inputs,
-                rows,
-                reply,
-                span,
-            })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => EngineError::QueueFull(self.name.to_string()),
-                mpsc::error::TrySendError::Closed(_) => {
-                    EngineError::ShuttingDown(self.name.to_string())
-                }
-            })?;
+        let sent = self.tx.try_send(Job {
+            inputs,
+            rows,
+            reply,
+            span,
+        });
+        // Queued (or refused): no longer on its way. After the send, so that a
+        // batcher never sees it neither pending nor queued.
+        admission.settle();
+        sent.map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => EngineError::QueueFull(self.name.to_string()),
+            mpsc::error::TrySendError::Closed(_) => {
+                EngineError::ShuttingDown(self.name.to_string())
+            }
+        })?;
         self.metrics.queue_depth.inc();
         rx.await
             .unwrap_or_else(|_| Err(EngineError::ShuttingDown(self.name.to_string())))
@@ -159,6 +208,7 @@ async fn batcher(
     backend: Arc<dyn Backend>,
     config: EngineConfig,
     mut rx: mpsc::Receiver<Job>,
+    arrivals: Arrivals,
     metrics: ModelMetrics,
 ) {
     let workers = Arc::new(Semaphore::new(config.workers));
@@ -179,14 +229,20 @@ async fn batcher(
                 None => return,
             },
         };
-        // Waiting for company pays only under load: with every other worker
-        // idle and the last batch a lone job, the jobs already queued are
-        // all there is.
-        let others_busy = workers.available_permits() + 1 < config.workers;
-        let wait = if others_busy || last_jobs > 1 {
-            config.max_batch_delay
-        } else {
-            Duration::ZERO
+        let deadline = Instant::now() + config.max_batch_delay;
+        let wait = match config.wait {
+            _ if config.max_batch_size == 1 => Wait::No,
+            BatchWait::Admitted => Wait::ForArrivals(&arrivals, deadline),
+            // Under load only: with every other worker idle and the last
+            // batch a lone job, the jobs already queued are all there is.
+            BatchWait::Fixed => {
+                let others_busy = workers.available_permits() + 1 < config.workers;
+                if others_busy || last_jobs > 1 {
+                    Wait::Until(deadline)
+                } else {
+                    Wait::No
+                }
+            }
         };
         let Gathered {
             jobs: batch,
@@ -282,6 +338,7 @@ mod tests {
         let config = EngineConfig {
             max_batch_size: 8,
             max_batch_delay: Duration::from_millis(50),
+            wait: BatchWait::Admitted,
             max_queue: 64,
             workers: 1,
         };
@@ -289,7 +346,7 @@ mod tests {
         let tasks: Vec<_> = (0..16)
             .map(|i| {
                 let engine = engine.clone();
-                tokio::spawn(async move { (i, engine.infer(row(i)).await) })
+                tokio::spawn(async move { (i, engine.infer(engine.admit(), row(i)).await) })
             })
             .collect();
         for t in tasks {
@@ -318,13 +375,14 @@ mod tests {
         let config = EngineConfig {
             max_batch_size: 8,
             max_batch_delay: Duration::from_secs(10),
+            wait: BatchWait::Admitted,
             max_queue: 64,
             workers: 2,
         };
         let engine = Engine::start("m", backend.clone(), config, ModelMetrics::detached());
         for i in 0..3 {
             let started = tokio::time::Instant::now();
-            let out = engine.infer(row(i)).await.unwrap();
+            let out = engine.infer(engine.admit(), row(i)).await.unwrap();
             assert_eq!(
                 *out[0].data(),
                 TensorData::Fp32(vec![2.0 * i as f32, -2.0 * i as f32])
@@ -344,6 +402,7 @@ mod tests {
         let config = EngineConfig {
             max_batch_size: 1,
             max_batch_delay: Duration::ZERO,
+            wait: BatchWait::Admitted,
             max_queue: 2,
             workers: 1,
         };
@@ -351,7 +410,7 @@ mod tests {
         let tasks: Vec<_> = (0..8)
             .map(|i| {
                 let engine = engine.clone();
-                tokio::spawn(async move { engine.infer(row(i)).await })
+                tokio::spawn(async move { engine.infer(engine.admit(), row(i)).await })
             })
             .collect();
         let mut full = 0;
@@ -406,8 +465,8 @@ mod tests {
             EngineConfig::default(),
             ModelMetrics::detached(),
         );
-        engine.infer(row(1)).await.unwrap();
-        engine.infer(row(2)).await.unwrap();
+        engine.infer(engine.admit(), row(1)).await.unwrap();
+        engine.infer(engine.admit(), row(2)).await.unwrap();
         let got = recorded.0.lock().unwrap().clone();
         let pairs = |id: &str| {
             vec![
@@ -416,5 +475,95 @@ mod tests {
             ]
         };
         assert_eq!(got, [pairs("1"), pairs("2")].concat());
+    }
+
+    /// Closed-loop clients on a paused clock: each sends its next request as
+    /// soon as it has its answer. Returns the batch sizes and the time taken.
+    async fn closed_loop(wait: BatchWait, clients: usize, rounds: usize) -> (Vec<usize>, Duration) {
+        let backend = Doubler::new(Duration::ZERO);
+        let config = EngineConfig {
+            max_batch_size: 32,
+            max_batch_delay: Duration::from_millis(1),
+            wait,
+            max_queue: 64,
+            workers: 1,
+        };
+        let engine = Engine::start("m", backend.clone(), config, ModelMetrics::detached());
+        let started = tokio::time::Instant::now();
+        let tasks: Vec<_> = (0..clients)
+            .map(|c| {
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    for r in 0..rounds {
+                        let i = c * rounds + r;
+                        let out = engine.infer(engine.admit(), row(i)).await.unwrap();
+                        assert_eq!(
+                            *out[0].data(),
+                            TensorData::Fp32(vec![2.0 * i as f32, -2.0 * i as f32])
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let batches = backend.batches.lock().unwrap().clone();
+        assert_eq!(batches.iter().sum::<usize>(), clients * rounds);
+        (batches, started.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closed_loop_clients_fewer_than_the_batch_never_wait_for_the_delay() {
+        // 8 clients, batches of up to 32: every batch holds all that can come.
+        let (batches, took) = closed_loop(BatchWait::Admitted, 8, 20).await;
+        assert_eq!(
+            took,
+            Duration::ZERO,
+            "a batch waited for requests that could not come: {batches:?}"
+        );
+        assert!(
+            batches.iter().any(|&b| b > 1),
+            "requests queued together share a batch: {batches:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_fixed_policy_waits_the_delay_under_load() {
+        // The policy before, kept behind --batch-wait fixed: the same load
+        // pays the whole delay on most batches.
+        let (_, took) = closed_loop(BatchWait::Fixed, 8, 20).await;
+        assert!(took >= Duration::from_millis(10), "took {took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_admitted_request_still_being_decoded_joins_the_batch() {
+        let backend = Doubler::new(Duration::ZERO);
+        let engine = Engine::start(
+            "m",
+            backend.clone(),
+            EngineConfig {
+                workers: 1,
+                max_batch_delay: Duration::from_millis(10),
+                ..EngineConfig::default()
+            },
+            ModelMetrics::detached(),
+        );
+        let late = engine.admit();
+        let early = {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.infer(engine.admit(), row(1)).await })
+        };
+        // The second request's body takes 3 ms to arrive and decode (tokio's
+        // timers count whole milliseconds).
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let out = engine.infer(late, row(2)).await.unwrap();
+        assert_eq!(*out[0].data(), TensorData::Fp32(vec![4.0, -4.0]));
+        early.await.unwrap().unwrap();
+        assert_eq!(
+            *backend.batches.lock().unwrap(),
+            vec![2],
+            "one batch of both"
+        );
     }
 }

@@ -65,10 +65,12 @@ async fn run_predict(
     body: Body,
 ) -> Result<(Response, Arc<ServedModel>), ApiError> {
     let model = find_model(state, name, None)?;
+    // Counted in before the body is read: a forming batch waits for it.
+    let admission = model.engine.admit();
     let body = read_body(body, state.limits.max_body_bytes).await?;
     let inputs = v1::parse_instances(&body, &model.engine.signature().inputs)?;
     drop(body);
-    let outputs = model.engine.infer(inputs).await?;
+    let outputs = model.engine.infer(admission, inputs).await?;
     let predictions = v1::encode_predictions(&outputs)?;
     Ok((Json(predictions).into_response(), model))
 }

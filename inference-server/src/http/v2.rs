@@ -199,6 +199,8 @@ async fn run_infer(
     body: Body,
 ) -> Result<(Response, Arc<ServedModel>), ApiError> {
     let model = find_model(state, name, version)?;
+    // Counted in before the body is read: a forming batch waits for it.
+    let admission = model.engine.admit();
     let json_len = binary_json_len(headers)?;
     let body = read_body(body, state.limits.max_body_bytes).await?;
     let request = v2::parse_request(&body, json_len)?;
@@ -208,7 +210,7 @@ async fn run_infer(
         .engine
         .check_outputs(request.outputs.iter().map(|o| o.name.as_str()))?;
     let id = request.id.unwrap_or_else(|| request_id(headers));
-    let outputs = model.engine.infer(request.inputs).await?;
+    let outputs = model.engine.infer(admission, request.inputs).await?;
     let selected = v2::select_outputs(&outputs, &request.outputs, request.binary_output);
     let encoded = v2::encode_response(&model.name, model.version.as_deref(), &id, &selected);
     Ok((response(encoded), model))

@@ -8,7 +8,10 @@ A. The dependency graph must be acyclic; every cycle is printed as `a -> b -> a`
 that makes each edge. Test code (`#[cfg(test)]` modules) counts too: a test that needs a module
 above its own is a sign the code is in the wrong place.
 
-It also fails on any `.rs` file over the line limit (600 by default; `--max-lines`).
+It also fails on any `.rs` file over the line limit (600 by default; `--max-lines`), and on a
+top-level module without a `//!` doc (the module docs are what docs/architecture.md points to).
+An exported macro (`crate::match_data!`) counts as a use of the module that defines it;
+`$crate::` inside a macro body is not an edge of the module that holds the macro.
 
 Usage: scripts/check_modules.py [--max-lines N] [CRATE_DIR ...]   (default: every workspace crate)
        scripts/check_modules.py --graph CRATE_DIR                  (print the module graph as edges)
@@ -27,8 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-CRATE_PATH = re.compile(rf"\bcrate::({IDENT})")
-CRATE_GROUP = re.compile(r"\bcrate::\{")
+CRATE_PATH = re.compile(rf"(?<!\$)\bcrate::({IDENT})")
+CRATE_GROUP = re.compile(r"(?<!\$)\bcrate::\{")
+MACRO_EXPORT = re.compile(rf"#\[macro_export\]\s*(?:#\[[^\]]*\]\s*)*macro_rules!\s*({IDENT})")
 SUPER_CHAIN = re.compile(rf"\b((?:super::)+)({IDENT})")
 LINE_COMMENT = re.compile(r"//.*$")
 
@@ -100,6 +104,13 @@ def module_depth(src: Path, file: Path) -> int:
 def edges_of(src: Path) -> dict[tuple[str, str], str]:
     mods = top_modules(src)
     edges: dict[tuple[str, str], str] = {}
+    # An exported macro lives at the crate root but belongs to the module that defines it.
+    macro_home = {
+        m.group(1): name
+        for name, files in mods.items()
+        for file in files
+        for m in MACRO_EXPORT.finditer(file.read_text())
+    }
     for name, files in mods.items():
         for file in files:
             text = strip_comments(file.read_text())
@@ -117,6 +128,7 @@ def edges_of(src: Path) -> dict[tuple[str, str], str]:
                 if steps >= depth and steps <= depth + 1:
                     targets.append((m.group(2), m.start()))
             for target, pos in targets:
+                target = macro_home.get(target, target)
                 if target in mods and target != name:
                     line = text.count("\n", 0, pos) + 1
                     edges.setdefault((name, target), f"{shown(file)}:{line}")
@@ -205,6 +217,11 @@ def main() -> int:
             print(f"{crate.name}: import circle: {' -> '.join(cycle)}")
             for a, b in zip(cycle, cycle[1:]):
                 print(f"    {a} -> {b} at {edges[(a, b)]}")
+        for name, files in top_modules(src).items():
+            head = files[0] if files[0].name in ("mod.rs", f"{name}.rs") else src / name / "mod.rs"
+            if head.exists() and not head.read_text().lstrip().startswith("//!"):
+                failed = True
+                print(f"{shown(head)}: top-level module '{name}' has no //! doc")
         for file in sorted(crate.rglob("*.rs")):
             if "target" in file.parts:
                 continue

@@ -1,5 +1,6 @@
 //! Kubernetes Events for what a user should see in `kubectl describe`: a condition that turns
-//! `Degraded` or `Ready`, and what the operator deleted.
+//! `Degraded` or `Ready`, a public route that cannot be made, a canary refused, and what the
+//! operator deleted.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Resource;
@@ -41,6 +42,20 @@ pub(super) async fn publish_transitions(
             degraded.message.clone(),
         )
         .await;
+    }
+    // A route that cannot be made, and a canary refused, are news; a canary only loading is
+    // not, and one held back for want of a route repeats the first.
+    if let Some(exposed) = changed(ConditionType::Exposed)
+        && exposed.status == "False"
+    {
+        let note = exposed.message.clone();
+        publish(md, ctx, EventType::Warning, &exposed.reason, note).await;
+    }
+    if let Some(canary) = changed(ConditionType::CanaryReady)
+        && canary.reason == Reason::CanaryUnsupported.as_str()
+    {
+        let note = canary.message.clone();
+        publish(md, ctx, EventType::Warning, &canary.reason, note).await;
     }
     if let Some(ready) = changed(ConditionType::Ready)
         && ready.status == "True"

@@ -197,3 +197,5 @@ pub fn key(md: &ModelDeployment) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod traffic_tests;

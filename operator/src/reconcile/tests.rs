@@ -17,20 +17,25 @@ use super::*;
 use crate::build::{MANAGER, fixtures};
 use crate::mock_api::{self, ApiServer, Received, echo};
 
-const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/ml/deployments";
-const SERVICES: &str = "/api/v1/namespaces/ml/services";
+pub(super) const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/ml/deployments";
+pub(super) const SERVICES: &str = "/api/v1/namespaces/ml/services";
 const HPAS: &str = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers";
-const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ml/events";
-const MODEL_DEPLOYMENTS: &str = "/apis/modelship.io/v1alpha1/namespaces/ml/modeldeployments";
+pub(super) const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ml/events";
+pub(super) const MODEL_DEPLOYMENTS: &str =
+    "/apis/modelship.io/v1alpha1/namespaces/ml/modeldeployments";
 
 fn context(client: Client, caches: Caches) -> Arc<Context> {
+    context_with(client, caches, Config::default())
+}
+
+pub(super) fn context_with(client: Client, caches: Caches, config: Config) -> Arc<Context> {
     let reporter = Reporter {
         controller: MANAGER.into(),
         instance: None,
     };
     Arc::new(Context::new(
         client.clone(),
-        Config::default(),
+        config,
         Recorder::new(client, reporter),
         Arc::new(Metrics::default()),
         caches,
@@ -43,7 +48,7 @@ fn children_of(md: &ModelDeployment) -> crate::build::Children {
 }
 
 /// The applied Deployment with a status in which `ready` of its replicas are ready.
-fn rolled_out(received: &Received, ready: i32) -> (StatusCode, Value) {
+pub(super) fn rolled_out(received: &Received, ready: i32) -> (StatusCode, Value) {
     let mut d = received.body.clone();
     d["metadata"]["generation"] = json!(1);
     d["status"] = json!({
@@ -54,7 +59,7 @@ fn rolled_out(received: &Received, ready: i32) -> (StatusCode, Value) {
 }
 
 /// Answers a status patch with `md` carrying the patched status.
-fn stored_with_status(
+pub(super) fn stored_with_status(
     md: &ModelDeployment,
 ) -> impl FnOnce(&Received) -> (StatusCode, Value) + use<> {
     let mut stored = serde_json::to_value(md).unwrap();
@@ -65,7 +70,7 @@ fn stored_with_status(
 }
 
 /// `(status, reason)` of condition `type_` in a status patch's body.
-fn condition(patch: &Received, type_: &str) -> (String, String) {
+pub(super) fn condition(patch: &Received, type_: &str) -> (String, String) {
     let c = patch.body["status"]["conditions"]
         .as_array()
         .unwrap()
@@ -87,8 +92,21 @@ async fn run<F>(
 where
     F: Future<Output = ApiServer> + Send + 'static,
 {
+    run_with(md, caches, Config::default(), scenario).await
+}
+
+/// [`run`] with the operator configured by `config`.
+pub(super) async fn run_with<F>(
+    md: ModelDeployment,
+    caches: Caches,
+    config: Config,
+    scenario: impl FnOnce(ApiServer) -> F,
+) -> Result<Action, Error>
+where
+    F: Future<Output = ApiServer> + Send + 'static,
+{
     let (client, api) = mock_api::client();
-    let ctx = context(client, caches);
+    let ctx = context_with(client, caches, config);
     let scenario = tokio::spawn(scenario(api));
     let result = reconcile(Arc::new(md), ctx.clone()).await;
     let api = scenario.await.expect("the scenario's assertions hold");

@@ -19,22 +19,22 @@ CLUSTER_TEST_MODES ?= control-plane full
 
 .PHONY: cluster-build cluster-up cluster-down cluster-status cluster-image test-cluster
 
-cluster-build:
+cluster-build: ## Build or reuse the local Kubernetes binaries (cold: minutes)
 	@$(CLUSTER_SH) build
 
-cluster-up:
+cluster-up: ## Start the local Kubernetes (MODE=full|control-plane)
 	@MODE=$(if $(MODE),$(MODE),full) $(CLUSTER_SH) up
 
-cluster-down:
+cluster-down: ## Stop it and remove everything it made
 	@$(CLUSTER_SH) down
 
-cluster-status:
+cluster-status: ## What of the local Kubernetes runs
 	@$(CLUSTER_SH) status
 
-cluster-image:
+cluster-image: ## IMAGE=ref SRC=binary-or-rootfs: an OCI image into its containerd
 	@if [ -z "$(IMAGE)" ] || [ -z "$(SRC)" ]; then \
 	  echo "usage: make cluster-image IMAGE=name:tag SRC=binary-or-rootfs-dir [ENTRYPOINT='/prog --flag']" >&2; exit 2; fi
 	@$(CLUSTER_SH) image '$(IMAGE)' '$(SRC)' $(ENTRYPOINT)
 
-test-cluster:
+test-cluster: ## Proofs of the local Kubernetes itself, both modes
 	@hack/cluster/test/run.sh $(CLUSTER_TEST_MODES)

@@ -13,9 +13,9 @@
 
 .PHONY: test-chart lint-chart
 
-test-chart:
+test-chart: ## The chart: lint, schema, RBAC on a private control plane
 	@CHART_TESTS_OFFLINE=$(CHART_TESTS_OFFLINE) tests/chart/test.sh
 
-lint-chart:
+lint-chart: ## helm lint of the chart
 	@hack/cluster/cluster.sh build >/dev/null
 	@eval "$$(hack/cluster/cluster.sh env)" && helm lint charts/modelship

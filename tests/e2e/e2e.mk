@@ -18,8 +18,8 @@
 
 .PHONY: test-chart-e2e test-e2e
 
-test-chart-e2e:
+test-chart-e2e: ## The user's journey on the running full cluster (images loaded)
 	@tests/e2e/e2e.sh
 
-test-e2e:
+test-e2e: ## Full cluster, debug images, the journey and the full_cluster test
 	@tests/e2e/run-e2e.sh

@@ -66,6 +66,18 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
 can() { kubectl auth can-i --as="$SA" "$@" 2>/dev/null; }
 expect_yes() { [ "$(can "$@")" = yes ] || fail "expected yes: can-i $*"; echo "yes: $*"; }
 expect_no() { [ "$(can "$@")" = no ] || fail "expected no: can-i $*"; echo "no:  $*"; }
+# can_api VERB GROUP RESOURCE NAMESPACE: can-i for an API this control plane
+# does not serve (no Gateway API CRDs here, so kubectl cannot map the name):
+# a SelfSubjectAccessReview as the operator's ServiceAccount.
+can_api() {
+  kubectl create --as="$SA" --validate=false -o jsonpath='{.status.allowed}' -f - <<EOF 2>/dev/null
+apiVersion: authorization.k8s.io/v1
+kind: SelfSubjectAccessReview
+spec: {resourceAttributes: {verb: "$1", group: "$2", resource: "$3", namespace: "$4"}}
+EOF
+}
+expect_api_yes() { [ "$(can_api "$@")" = true ] || fail "expected yes: $*"; echo "yes: $*"; }
+expect_api_no() { [ "$(can_api "$@")" != true ] || fail "expected no: $*"; echo "no:  $*"; }
 
 # ---------------------------------------------------------------- offline
 
@@ -120,7 +132,9 @@ args = c["args"]
 print(args)
 for want in ["--server-image=modelship/server:dev", "--leader-election",
              "--lease-name=modelship", "--lease-namespace=modelship-system",
-             "--metrics-addr=0.0.0.0:8080", "--log-format=json"]:
+             "--metrics-addr=0.0.0.0:8080", "--log-format=json",
+             "--expose-mode=auto", "--host-template={name}-{namespace}.{domain}",
+             "--url-scheme=http"]:
     assert want in args, want
 assert not any(a.startswith("--watch-namespaces") for a in args), "watches all namespaces"
 assert c["image"] == "modelship/operator:dev"
@@ -171,8 +185,12 @@ for r in rules:
     assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"], r
     assert not {"secrets", "configmaps", "pods/exec", "serviceaccounts/token"} & set(r["resources"]), r
     assert "escalate" not in r["verbs"] and "bind" not in r["verbs"] and "impersonate" not in r["verbs"], r
-# Deletion is granted for HPAs only (removed when autoscaling is removed).
-assert [r["resources"] for r in rules if "delete" in r["verbs"]] == [["horizontalpodautoscalers"]] * 2
+# Deletion is granted only for children removed with their part of the spec:
+# the HPA (autoscaling), the canary's Deployment and Service, the public route.
+deletable = sorted(x for r in rules if "delete" in r["verbs"] for x in r["resources"])
+assert deletable == sorted(["deployments", "services", "horizontalpodautoscalers", "ingresses", "httproutes"] * 2), deletable
+# Gateways are the platform's: not even read.
+assert not [r for r in rules if "gateways" in r["resources"]], "gateways"
 print(len(rules), "rules checked")
 EOF
 }
@@ -192,6 +210,7 @@ test_bad_values_are_refused_with_a_message() {
   expect_refused "additional properties 'watchNamespace' not allowed" --set 'watchNamespace={a}'
   expect_refused "at '/watchNamespaces/0'" --set 'watchNamespaces={Team_A}'
   expect_refused "at '/image/pullPolicy'" --set image.pullPolicy=Sometimes
+  expect_refused "at '/expose/mode'" --set expose.mode=nodeport
   expect_refused "replicaCount is 2 but leaderElection.enabled is false" --set replicaCount=2 --set leaderElection.enabled=false
   expect_refused "metrics.serviceMonitor.enabled needs metrics.service.enabled" \
     --set metrics.serviceMonitor.enabled=true --set metrics.service.enabled=false
@@ -247,6 +266,16 @@ test_install_all_namespaces_rbac() {
   expect_yes delete horizontalpodautoscalers.autoscaling -n team-a
   expect_yes watch pods --all-namespaces
   expect_yes create events.events.k8s.io -n team-a
+  # spec.expose and spec.canary: the route and the canary's children.
+  expect_yes create ingresses.networking.k8s.io -n team-a
+  expect_yes patch ingresses.networking.k8s.io -n team-a
+  expect_yes watch ingresses.networking.k8s.io --all-namespaces
+  expect_yes delete ingresses.networking.k8s.io -n team-a
+  expect_api_yes get gateway.networking.k8s.io httproutes team-a
+  expect_api_yes patch gateway.networking.k8s.io httproutes team-a
+  expect_api_yes delete gateway.networking.k8s.io httproutes team-b
+  expect_yes delete deployments.apps -n team-a
+  expect_yes delete services -n team-a
   expect_yes create leases.coordination.k8s.io -n "$RELEASE_NS"
   expect_yes update leases.coordination.k8s.io/modelship -n "$RELEASE_NS"
   # What it must not do.
@@ -256,8 +285,10 @@ test_install_all_namespaces_rbac() {
   expect_no get configmaps -n team-a
   expect_no create pods -n team-a
   expect_no create pods --subresource=exec -n team-a
-  expect_no delete deployments.apps -n team-a
-  expect_no delete services -n team-a
+  expect_api_no get gateway.networking.k8s.io gateways team-a
+  expect_api_no create gateway.networking.k8s.io gateways team-a
+  expect_api_no create gateway.networking.k8s.io grpcroutes team-a
+  expect_no create ingressclasses.networking.k8s.io
   expect_no create modeldeployments.modelship.io -n team-a
   expect_no delete modeldeployments.modelship.io -n team-a
   expect_no update customresourcedefinitions.apiextensions.k8s.io
@@ -283,6 +314,10 @@ test_upgrade_to_namespaced_rbac() {
   expect_no patch services -n team-b
   expect_no list pods -n team-b
   expect_no create events.events.k8s.io -n team-b
+  expect_api_yes patch gateway.networking.k8s.io httproutes team-a
+  expect_yes delete ingresses.networking.k8s.io -n team-a
+  expect_api_no patch gateway.networking.k8s.io httproutes team-b
+  expect_no create ingresses.networking.k8s.io -n team-b
   expect_no get secrets -n team-a
   expect_no get secrets -n team-b
 }

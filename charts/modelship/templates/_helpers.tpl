@@ -66,12 +66,22 @@ secretKeyRef, which the kubelet resolves, not the operator. */}}
 - apiGroups: ["modelship.io"]
   resources: ["modeldeployments/finalizers"]
   verbs: ["update"]
+# Delete: the canary's Deployment and Service go when spec.canary is removed.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch", "update"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# The public route of spec.expose (deleted when it is removed). HTTPRoutes are
+# read, not watched; whether the Gateway API is installed is read from the
+# discovery documents, which need no rule.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "create", "patch", "update", "delete"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]

@@ -13,6 +13,7 @@
 //! of its own with an operator process watching only that namespace, so they run in parallel.
 
 mod bench;
+mod expose;
 mod harness;
 mod status;
 

@@ -34,9 +34,14 @@ SHELL_SCRIPTS := $(wildcard hack/cluster/*.sh hack/cluster/lib/*.sh hack/cluster
   hack/lib/*.sh hack/lib/test/*.sh tests/*/*.sh scripts/*.sh)
 
 .PHONY: lint
-lint: lint-shell ## cargo fmt --check, clippy with warnings as errors, shellcheck
+lint: lint-shell lint-modules ## cargo fmt --check, clippy with warnings as errors, shellcheck, module shape
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+.PHONY: lint-modules
+lint-modules: ## No import circle between top-level modules, no .rs file over 600 lines, //! docs (docs/architecture.md)
+	python3 scripts/check_modules.py
+	python3 -m pytest -q -p no:cacheprovider scripts/test_check_modules.py
 
 .PHONY: lint-shell
 lint-shell: ## shellcheck of the shell tooling and suites (follows sourced files)

@@ -259,8 +259,9 @@ pub struct BatchingSpec {
         .message("spec.batching.maxBatchSize must be between 1 and 4096"))]
     pub max_batch_size: Option<i32>,
 
-    /// Longest a request waits for a batch to fill, as a duration like `2ms`, `500us` or `1s`
-    /// (at most 1s).
+    /// Longest a forming batch waits for requests the server has already received and is
+    /// still reading or decoding, as a duration like `2ms`, `500us` or `1s` (at most 1s). With
+    /// none on their way a batch runs at once, so a lone request never waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
     #[x_kube(

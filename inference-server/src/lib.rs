@@ -9,12 +9,15 @@
 //! - [`engine`]: validation, the bounded queue and dynamic batching of one model.
 //! - [`state`]: the served models and readiness.
 //! - [`http`]: routes, error mapping, the OpenAPI document, the web page.
+//! - [`grpc`]: the same protocol over gRPC (with health and reflection), on
+//!   its own listener, over the same state and engines.
 //! - [`predict`]: offline batch scoring of files.
 //! - [`cmd`]: the subcommands (`serve`, `fetch`, `predict`) and their flags.
 
 pub mod builtin;
 pub mod cmd;
 pub mod engine;
+pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod model;

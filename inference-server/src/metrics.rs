@@ -1,6 +1,6 @@
 //! Prometheus metrics of the server, served at `/metrics`.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,8 +16,26 @@ pub struct ModelLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub model: String,
+    /// `v2`, `v1` (REST) or `grpc`.
     pub protocol: &'static str,
-    pub code: u16,
+    pub code: Code,
+}
+
+/// The `code` label: the HTTP status code (`200`) for REST, the gRPC status
+/// code's name (`OK`, `INVALID_ARGUMENT`) for gRPC.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Code {
+    Http(u16),
+    Grpc(&'static str),
+}
+
+impl EncodeLabelValue for Code {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        match self {
+            Code::Http(status) => EncodeLabelValue::encode(status, encoder),
+            Code::Grpc(name) => EncodeLabelValue::encode(name, encoder),
+        }
+    }
 }
 
 /// All metrics of the process, registered once.
@@ -65,7 +83,7 @@ impl Metrics {
         let model_ready = Family::<ModelLabels, Gauge>::default();
         registry.register(
             "requests",
-            "Inference requests by model, protocol and HTTP status code",
+            "Inference requests by model, protocol and status code (HTTP code, or gRPC code name)",
             requests.clone(),
         );
         registry.register(

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use crate::engine::Engine;
 use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::ModelCard;
+use crate::protocol::v2::{ModelMetadata, TensorMetadata};
 
 /// A loaded, warmed-up model.
 pub struct ServedModel {
@@ -20,6 +21,20 @@ pub struct ServedModel {
     pub engine: Engine,
     pub card: Option<ModelCard>,
     pub metrics: ModelMetrics,
+}
+
+impl ServedModel {
+    /// The model's metadata, as both protocols report it.
+    pub fn metadata(&self) -> ModelMetadata {
+        let sig = self.engine.signature();
+        ModelMetadata {
+            name: self.name.clone(),
+            versions: self.version.iter().cloned().collect(),
+            platform: self.platform.to_string(),
+            inputs: sig.inputs.iter().map(TensorMetadata::from).collect(),
+            outputs: sig.outputs.iter().map(TensorMetadata::from).collect(),
+        }
+    }
 }
 
 /// Where a configured model is in its life.
@@ -133,6 +148,16 @@ impl AppState {
                 None => Ok(!self.is_draining()),
             },
             Some(_) => Ok(false),
+        }
+    }
+
+    /// The served model when there is exactly one and it is loaded: where a
+    /// request goes before its message (which names the model) is decoded.
+    pub fn only_loaded_model(&self) -> Option<Arc<ServedModel>> {
+        let models = self.models.read().expect("model table lock");
+        match (models.len(), models.values().next()) {
+            (1, Some(ModelState::Ready(m))) => Some(m.clone()),
+            _ => None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! `modelship-server serve`: listen first, then load and warm up the model,
-//! then report ready; on SIGTERM report not-ready, drain, and exit.
+//! `modelship-server serve`: listen first (REST, and gRPC unless
+//! `--grpc-port 0`), then load and warm up the model, then report ready; on
+//! SIGTERM report not-ready, drain both listeners, and exit.
 //! [`ServeArgs`] are its flags.
 
 use std::net::SocketAddr;
@@ -40,6 +41,10 @@ pub struct ServeArgs {
     /// Port to listen on.
     #[arg(long, env = "MODELSHIP_PORT", default_value_t = 8080)]
     pub port: u16,
+    /// Port of the gRPC listener (the same protocol, with gRPC health and
+    /// reflection); 0 turns it off.
+    #[arg(long, env = "MODELSHIP_GRPC_PORT", default_value_t = 8081)]
+    pub grpc_port: u16,
     /// Most rows merged into one batch (1 disables batching).
     #[arg(long, env = "MODELSHIP_MAX_BATCH_SIZE", default_value_t = 32)]
     pub max_batch_size: usize,
@@ -66,7 +71,8 @@ pub struct ServeArgs {
     /// Batches run at the same time (0 = number of cores).
     #[arg(long, env = "MODELSHIP_WORKERS", default_value_t = 0)]
     pub workers: usize,
-    /// Largest request body accepted, in bytes (larger: 413).
+    /// Largest request body (and gRPC message) accepted, in bytes (larger:
+    /// 413, or RESOURCE_EXHAUSTED over gRPC).
     #[arg(long, env = "MODELSHIP_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Longest a client may take to send a request body (slower: 408).
@@ -138,35 +144,23 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             max_body_bytes: args.max_body_bytes,
         },
     );
-    let addr: SocketAddr = match format!("{}:{}", args.host, args.port).parse() {
-        Ok(a) => a,
-        Err(e) => {
-            return fail(&format!(
-                "invalid listen address {}:{}: {e}",
-                args.host, args.port
-            ));
-        }
-    };
-    let listener = match TcpListener::bind(addr).await {
+    let listener = match listen(&args.host, args.port).await {
         Ok(l) => l,
-        Err(e) => return fail(&format!("cannot listen on {addr}: {e}")),
+        Err(msg) => return fail(&msg),
     };
-    let local = listener.local_addr().unwrap_or(addr);
-    tracing::info!(%local, model = %name, "listening");
+    let grpc_listener = match args.grpc_port {
+        0 => None,
+        port => match listen(&args.host, port).await {
+            Ok(l) => Some(l),
+            Err(msg) => return fail(&msg),
+        },
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = crate::http::router(state.clone(), args.body_timeout);
-    let server = tokio::spawn(async move {
-        let mut stop_rx = stop_rx;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(serve_until(listener, app, stop_rx.clone()));
+    let grpc_server = grpc_listener
+        .map(|l| tokio::spawn(serve_until(l, crate::grpc::router(state.clone()), stop_rx)));
 
     // Load while already answering liveness (and readiness: not yet).
     let artifact = match artifact.take() {
@@ -208,18 +202,58 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     state.start_draining();
     tokio::time::sleep(args.drain_delay).await;
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(args.shutdown_timeout, server).await {
-        Ok(Ok(Ok(()))) => {
-            tracing::info!("all requests finished; bye");
-            ExitCode::SUCCESS
-        }
-        Ok(Ok(Err(e))) => fail(&format!("server error: {e}")),
-        Ok(Err(e)) => fail(&format!("server task failed: {e}")),
+    let both = async {
+        let rest = server.await;
+        let grpc = match grpc_server {
+            Some(g) => g.await,
+            None => Ok(Ok(())),
+        };
+        (rest, grpc)
+    };
+    match tokio::time::timeout(args.shutdown_timeout, both).await {
+        Ok((rest, grpc)) => match rest.and_then(|r| grpc.map(|g| r.and(g))) {
+            Ok(Ok(())) => {
+                tracing::info!("all requests finished; bye");
+                ExitCode::SUCCESS
+            }
+            Ok(Err(e)) => fail(&format!("server error: {e}")),
+            Err(e) => fail(&format!("server task failed: {e}")),
+        },
         Err(_) => {
             tracing::warn!(timeout = ?args.shutdown_timeout, "in-flight requests did not finish in time");
             ExitCode::SUCCESS
         }
     }
+}
+
+/// Binds `host:port`; the error is the process's termination message.
+async fn listen(host: &str, port: u16) -> Result<TcpListener, String> {
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .map_err(|e| format!("invalid listen address {host}:{port}: {e}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().unwrap_or(addr);
+    tracing::info!(%local, "listening");
+    Ok(listener)
+}
+
+/// Serves `app` on `listener` until `stop` turns true, then lets the
+/// requests in flight finish (HTTP/2 connections get a GOAWAY).
+async fn serve_until(
+    listener: TcpListener,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        })
+        .await
 }
 
 /// Loads `artifact` with the configured runtime and runs one warm-up inference.

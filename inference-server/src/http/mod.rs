@@ -31,7 +31,7 @@ pub use shared::REQUEST_ID;
 
 /// Builds the server's router over `state`.
 pub fn router(state: Arc<AppState>, body_timeout: Duration) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(v2::routes())
         .merge(v1::routes())
         .merge(page::routes())
@@ -39,20 +39,27 @@ pub fn router(state: Arc<AppState>, body_timeout: Duration) -> Router {
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
         .with_state(state)
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<Body>| {
-                    let id = req
-                        .headers()
-                        .get(REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), request_id = id)
-                }))
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(RequestBodyTimeoutLayer::new(body_timeout)),
-        )
+        .layer(RequestBodyTimeoutLayer::new(body_timeout));
+    with_request_id(routes)
+}
+
+/// Gives every request an `x-request-id` (kept when the client sends one,
+/// and returned with the answer) and a `request` span carrying it. The gRPC
+/// listener's routes get the same (the id travels as metadata there).
+pub fn with_request_id(routes: Router) -> Router {
+    routes.layer(
+        tower::ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<Body>| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), request_id = id)
+            }))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+    )
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -10,7 +10,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use crate::metrics::RequestLabels;
+use crate::metrics::{Code, RequestLabels};
 use crate::protocol::schema::ModelReady;
 use crate::state::{AppState, Lookup, ServedModel};
 
@@ -76,7 +76,7 @@ pub fn finish(
         .get_or_create(&RequestLabels {
             model: model.to_string(),
             protocol,
-            code: resp.status().as_u16(),
+            code: Code::Http(resp.status().as_u16()),
         })
         .inc();
     resp

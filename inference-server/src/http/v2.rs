@@ -16,9 +16,7 @@ use super::error::{
 };
 use super::shared::{REQUEST_ID, find_model, finish, model_readiness, read_body};
 use crate::protocol::schema::{Live, Ready};
-use crate::protocol::v2::{
-    self, HEADER_CONTENT_LENGTH, ModelMetadata, ServerMetadata, TensorMetadata,
-};
+use crate::protocol::v2::{self, HEADER_CONTENT_LENGTH, ModelMetadata, ServerMetadata};
 use crate::state::{AppState, ServedModel};
 
 pub const SERVER_NAME: &str = "modelship";
@@ -80,17 +78,6 @@ pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     (status, Json(Ready { ready })).into_response()
 }
 
-fn metadata(m: &ServedModel) -> ModelMetadata {
-    let sig = m.engine.signature();
-    ModelMetadata {
-        name: m.name.clone(),
-        versions: m.version.iter().cloned().collect(),
-        platform: m.platform.to_string(),
-        inputs: sig.inputs.iter().map(TensorMetadata::from).collect(),
-        outputs: sig.outputs.iter().map(TensorMetadata::from).collect(),
-    }
-}
-
 #[utoipa::path(get, path = "/v2/models/{name}", tag = "v2",
     params(("name" = String, Path, description = "Model name")),
     responses(
@@ -102,7 +89,7 @@ pub(crate) async fn model_metadata(
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
     let model = find_model(&state, &name, None)?;
-    Ok(Json(metadata(&model)))
+    Ok(Json(model.metadata()))
 }
 
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "v2",
@@ -116,7 +103,7 @@ pub(crate) async fn model_metadata_version(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
     let model = find_model(&state, &name, Some(&version))?;
-    Ok(Json(metadata(&model)))
+    Ok(Json(model.metadata()))
 }
 
 #[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2",

@@ -1,0 +1,170 @@
+//! The Open Inference Protocol v2 over gRPC: `inference.GRPCInferenceService`
+//! (`service.rs`) on its own listener (`--grpc-port`), with
+//! `grpc.health.v1.Health` (`health.rs`, readiness from `state`) and server
+//! reflection, over the same [`AppState`] and engines as the REST routes.
+//!
+//! The listener is an axum router of tonic services, served like the REST
+//! one (request id, `request` span, graceful drain on the same signal).
+//! A separate port, as KServe uses (8081), rather than one port for both
+//! HTTP/1.1 and HTTP/2: Kubernetes Services, probes and meshes name a port's
+//! protocol (`appProtocol: kubernetes.io/h2c`), and each listener keeps its
+//! own limits.
+//!
+//! One request: [`arrive`] admits a `ModelInfer` call with the engine as soon
+//! as its headers are in, before tonic reads and decodes the message (the
+//! model's name is inside it, so this works when the server serves one model;
+//! otherwise the handler admits after decoding), so a forming batch waits for
+//! it exactly as for a REST request. The handler decodes the message with
+//! [`crate::protocol::grpc`], checks and queues it through [`Engine::infer`]
+//! (the same validation and batches as REST), and answers in
+//! `raw_output_contents`. Failures are mapped in `error.rs`; a message tonic
+//! refuses before the handler runs (too large, not protobuf) gets its code
+//! here, in the protocol's terms.
+//!
+//! [`Engine::infer`]: crate::engine::Engine::infer
+
+pub mod error;
+pub mod health;
+pub mod service;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::Response;
+use tonic::{Code, Status};
+
+use crate::engine::Admission;
+use crate::metrics::{Code as CodeLabel, RequestLabels};
+use crate::protocol::grpc::{FILE_DESCRIPTOR_SET, pb};
+use crate::state::{AppState, ServedModel};
+use pb::grpc_inference_service_server::GrpcInferenceServiceServer;
+
+/// The HTTP/2 path of `ModelInfer`.
+pub const MODEL_INFER_PATH: &str = "/inference.GRPCInferenceService/ModelInfer";
+
+/// The metric label `protocol` of gRPC requests.
+pub const PROTOCOL: &str = "grpc";
+
+/// The gRPC listener's routes over `state`: the inference service (messages
+/// up to the REST body limit), health, reflection (v1 and v1alpha).
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.limits.max_body_bytes;
+    let inference = GrpcInferenceServiceServer::new(service::Inference::new(state.clone()))
+        .max_decoding_message_size(limit);
+    let health =
+        tonic_health::pb::health_server::HealthServer::new(health::Health::new(state.clone()));
+    let routes = tonic::service::Routes::new(inference)
+        .add_service(health)
+        .add_service(
+            reflection()
+                .build_v1()
+                .expect("the embedded descriptor sets are valid"),
+        )
+        .add_service(
+            reflection()
+                .build_v1alpha()
+                .expect("the embedded descriptor sets are valid"),
+        )
+        .into_axum_router()
+        .layer(from_fn_with_state(state, arrive));
+    crate::http::with_request_id(routes)
+}
+
+/// The reflection service's descriptors: the inference and health protocols.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// What [`arrive`] hands the `ModelInfer` handler (as a request extension):
+/// the admission made on arrival, and whether the handler ran.
+#[derive(Clone, Default)]
+pub struct Arrival(Arc<ArrivalInner>);
+
+#[derive(Default)]
+struct ArrivalInner {
+    admitted: Mutex<Option<(Arc<ServedModel>, Admission)>>,
+    handled: AtomicBool,
+}
+
+impl Arrival {
+    /// The admission made on arrival, if any, with its model; the handler
+    /// calls this first, which also marks the call as handled.
+    pub fn take(&self) -> Option<(Arc<ServedModel>, Admission)> {
+        self.0.handled.store(true, Ordering::SeqCst);
+        self.0.admitted.lock().expect("arrival lock").take()
+    }
+
+    fn handled(&self) -> bool {
+        self.0.handled.load(Ordering::SeqCst)
+    }
+}
+
+/// Admits a `ModelInfer` call before its message is read (see the module
+/// documentation), and gives the calls tonic refuses before the handler
+/// runs their code and their count in the metrics.
+async fn arrive(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    if req.uri().path() != MODEL_INFER_PATH {
+        return next.run(req).await;
+    }
+    let model = state.only_loaded_model();
+    let arrival = Arrival::default();
+    if let Some(m) = &model {
+        *arrival.0.admitted.lock().expect("arrival lock") = Some((m.clone(), m.engine.admit()));
+    }
+    req.extensions_mut().insert(arrival.clone());
+    let mut resp = next.run(req).await;
+    if !arrival.handled() {
+        let name = model.map(|m| m.name.clone()).unwrap_or_default();
+        let code = refused_before_handler(&state, &mut resp);
+        count(&state, &name, code);
+        tracing::debug!(
+            code = error::code_name(code),
+            "request refused before decoding"
+        );
+    }
+    resp
+}
+
+/// The code of a call tonic answered without running the handler, restated
+/// in the protocol's terms: a message over the limit is RESOURCE_EXHAUSTED
+/// (tonic says OUT_OF_RANGE), one that is not the protocol's message is
+/// INVALID_ARGUMENT (tonic says INTERNAL).
+fn refused_before_handler(state: &AppState, resp: &mut Response) -> Code {
+    let Some(status) = Status::from_header_map(resp.headers()) else {
+        return Code::Ok;
+    };
+    let restated = match status.code() {
+        Code::OutOfRange => Status::resource_exhausted(format!(
+            "the message is larger than the limit of {} bytes",
+            state.limits.max_body_bytes
+        )),
+        Code::Internal => Status::invalid_argument(format!(
+            "the message is not a ModelInferRequest: {}",
+            status.message()
+        )),
+        _ => return status.code(),
+    };
+    let headers = resp.headers_mut();
+    headers.remove(Status::GRPC_STATUS);
+    headers.remove(Status::GRPC_MESSAGE);
+    let _ = restated.add_header(headers);
+    restated.code()
+}
+
+/// Counts one `ModelInfer` call with its status code's name.
+pub fn count(state: &AppState, model: &str, code: Code) {
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            model: model.to_string(),
+            protocol: PROTOCOL,
+            code: CodeLabel::Grpc(error::code_name(code)),
+        })
+        .inc();
+}

@@ -9,6 +9,8 @@ import pytest
 import requests
 
 SERVER_BIN = os.environ.get("MODELSHIP_SERVER_BIN", "")
+# Servers started without --grpc-port leave gRPC off, so they never fight over 8081.
+os.environ.setdefault("MODELSHIP_GRPC_PORT", "0")
 
 # The three reference flowers and their classes: setosa, versicolor, virginica.
 FLOWERS = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [6.9, 3.1, 5.4, 2.1]]
@@ -28,9 +30,11 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.host_port = f"127.0.0.1:{self.port}"
+        self.grpc_port = free_port()
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log = open(f"/tmp/modelship-server-{self.port}.log", "w")
         self.proc = subprocess.Popen(
-            [SERVER_BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
+            [SERVER_BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--grpc-port", str(self.grpc_port), *args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )

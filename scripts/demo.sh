@@ -4,7 +4,9 @@
 #   scripts/demo.sh        (make demo)       cluster up (full mode), build and load the
 #                                            images, helm install the operator, apply
 #                                            examples/iris.yaml, wait for Ready, print
-#                                            one prediction and how to reach the model
+#                                            one prediction; with the cluster's gateway
+#                                            (Traefik) the model is exposed and the demo
+#                                            ends with its public URL and a curl through it
 #   scripts/demo.sh down   (make demo-down)  remove the demo and stop the cluster
 #
 # Environment: MODELSHIP_CLUSTER_DIR (default .cluster), CARGO_TARGET_DIR
@@ -48,6 +50,9 @@ up() {
   MODE=full "$CLUSTER_SH" up
   eval "$("$CLUSTER_SH" env)"
   kubectl get nodes
+  step "the cluster's gateway: Traefik, Gateway API (the first run builds it from source)"
+  "$CLUSTER_SH" gateway
+  eval "$("$CLUSTER_SH" env)"
   step "images modelship/server:dev and modelship/operator:dev (release build, loaded into containerd)"
   if [ "${DEMO_NO_BUILD:-0}" = 1 ]; then scripts/build-images.sh --no-build; else scripts/build-images.sh; fi
 
@@ -62,8 +67,14 @@ up() {
     kubectl annotate crd modeldeployments.modelship.io --overwrite \
       meta.helm.sh/release-name="$RELEASE" meta.helm.sh/release-namespace="$RELEASE_NS"
   fi
+  # Public URLs through the cluster's Gateway, on hosts that need no DNS
+  # (curl and browsers resolve *.localhost to loopback themselves).
+  local values; values="$(mktemp)"
+  printf 'expose:\n  mode: gateway\n  gateway: {name: %s, namespace: %s}\n  hostTemplate: "{name}-{namespace}.localhost"\n' \
+    "$MODELSHIP_GATEWAY_NAME" "$MODELSHIP_GATEWAY_NAMESPACE" > "$values"
   helm upgrade --install "$RELEASE" charts/modelship -n "$RELEASE_NS" --create-namespace \
-    --wait --timeout 180s
+    --wait --timeout 180s -f "$values"
+  rm -f "$values"
   kubectl -n "$RELEASE_NS" get deployment "$RELEASE"
 
   step "kubectl apply -f examples/iris.yaml"
@@ -73,7 +84,12 @@ up() {
     kubectl -n "$NS" describe mdep iris || true
     die "iris is not Ready after 300 s (above: its conditions and events)"
   fi
-  kubectl -n "$NS" get mdep iris
+  kubectl -n "$NS" patch mdep iris --type=merge -p '{"spec":{"expose":{}}}'
+  if ! kubectl -n "$NS" wait mdep/iris --for=condition=Exposed --timeout=60s; then
+    kubectl -n "$NS" describe mdep iris || true
+    die "iris has no public URL after 60 s (above: its conditions)"
+  fi
+  kubectl -n "$NS" get mdep iris -o wide
 
   step "one prediction through the Service (Open Inference Protocol v2)"
   local ip url body
@@ -84,13 +100,33 @@ up() {
   curl -sS --fail-with-body --max-time 10 "$url/v2/models/iris/infer" -d "$body"
   echo
 
+  step "the same through the public URL (the gateway on 127.0.0.1:$MODELSHIP_GATEWAY_PORT)"
+  # status.url names the Gateway's host on port 80, as a platform's would;
+  # the local listener is on its own port, so the URLs below carry it.
+  local public host local_url resolve
+  public="$(kubectl -n "$NS" get mdep iris -o jsonpath='{.status.url}')"
+  host="${public#http://}"; host="${host%%/*}"
+  local_url="http://$host:$MODELSHIP_GATEWAY_PORT"
+  resolve="--resolve $host:$MODELSHIP_GATEWAY_PORT:127.0.0.1"
+  echo "status.url: $public"
+  echo "curl -s $resolve $local_url/v2/models/iris/infer -d '$body'"
+  local ok=""
+  for _ in $(seq 1 30); do
+    # shellcheck disable=SC2086 # $resolve is two words on purpose
+    if curl -sS --fail-with-body --max-time 10 $resolve "$local_url/v2/models/iris/infer" -d "$body"; then ok=1; break; fi
+    sleep 1
+  done
+  [ -n "$ok" ] || die "no answer through the public URL $local_url"
+  echo
+
   cat <<EOF
 
 The demo is running ($((SECONDS - START)) s). From this machine:
 
-  web page:     $url/
-                (or kubectl -n $NS port-forward service/iris 8080:80, then http://localhost:8080/)
-  predict:      curl -s $url/v2/models/iris/infer -d '$body'
+  public URL:   $public   (status.url; the gateway listens on 127.0.0.1:$MODELSHIP_GATEWAY_PORT)
+  web page:     $local_url/models/iris   (a browser on this machine resolves *.localhost itself)
+  predict:      curl -s $resolve $local_url/v2/models/iris/infer -d '$body'
+  in-cluster:   $url/   (the Service, from this machine)
   kubectl:      export KUBECONFIG=$KUBECONFIG; eval "\$(hack/cluster/cluster.sh env)"
                 kubectl get mdep,deployment,service,pods -n $NS
   scale:        kubectl -n $NS scale mdep iris --replicas 3

@@ -4,6 +4,8 @@
 # the repository root.
 #
 #   make cluster-up [MODE=full|control-plane]   start (no-op when up)
+#   make cluster-gateway                        Traefik as the full cluster's Gateway
+#                                               API implementation (no-op when up)
 #   make cluster-down                           stop, remove everything it made
 #   make cluster-status                         what runs
 #   make cluster-image IMAGE=ref SRC=path [ENTRYPOINT='/prog --flag']
@@ -17,13 +19,16 @@
 CLUSTER_SH := hack/cluster/cluster.sh
 CLUSTER_TEST_MODES ?= control-plane full
 
-.PHONY: cluster-build cluster-up cluster-down cluster-status cluster-image test-cluster
+.PHONY: cluster-build cluster-up cluster-gateway cluster-down cluster-status cluster-image test-cluster
 
 cluster-build: ## Build or reuse the local Kubernetes binaries (cold: minutes)
 	@$(CLUSTER_SH) build
 
 cluster-up: ## Start the local Kubernetes (MODE=full|control-plane)
 	@MODE=$(if $(MODE),$(MODE),full) $(CLUSTER_SH) up
+
+cluster-gateway: ## Traefik (Gateway API) on the full cluster, 127.0.0.1:16080 (first run builds it)
+	@$(CLUSTER_SH) gateway
 
 cluster-down: ## Stop it and remove everything it made
 	@$(CLUSTER_SH) down

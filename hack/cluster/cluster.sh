@@ -3,10 +3,13 @@
 #   cluster.sh build                       build or reuse the binaries; print their dir
 #   cluster.sh up                          start the cluster (MODE=full|control-plane); no-op when up
 #   cluster.sh down                        stop it and remove everything it made
+#   cluster.sh gateway                     start the gateway (Traefik, Gateway API) on a
+#                                          full cluster; no-op when up; down stops it
 #   cluster.sh status                      show what runs; exit 1 when not up
 #   cluster.sh image NAME SRC [ENTRYPOINT...]  build an OCI image from a binary or
 #                                          rootfs directory and import it into containerd
-#   cluster.sh env                         print export lines for PATH and KUBECONFIG
+#   cluster.sh env                         print export lines for PATH, KUBECONFIG and the
+#                                          gateway's MODELSHIP_GATEWAY_{NAME,NAMESPACE,PORT}
 set -euo pipefail
 # Everything started from here (containerd, whose snapshots non-root
 # containers must be able to read, above all) gets the usual umask;
@@ -27,6 +30,8 @@ source "$here/lib/control-plane.sh"
 source "$here/lib/node.sh"
 # shellcheck source=lib/image.sh
 source "$here/lib/image.sh"
+# shellcheck source=lib/gateway.sh
+source "$here/lib/gateway.sh"
 # shellcheck source=lib/down.sh
 source "$here/lib/down.sh"
 
@@ -116,6 +121,12 @@ cluster_status() {
       printf '  %-24s running (pid %s, %s MiB)\n' "$c" "$(proc_pid "$c")" "$pss"
     else printf '  %-24s NOT RUNNING (log: %s)\n' "$c" "$LOG_DIR/$c.log"; ok=1; fi
   done
+  if [ -f "$RUN_DIR/traefik.pid" ]; then
+    if proc_alive traefik; then
+      printf '  %-24s running (pid %s), Gateway %s/%s on 127.0.0.1:%s\n' gateway "$(proc_pid traefik)" \
+        "$GATEWAY_NAMESPACE" "$GATEWAY_NAME" "$GATEWAY_PORT"
+    else printf '  %-24s NOT RUNNING (log: %s)\n' gateway "$LOG_DIR/traefik.log"; ok=1; fi
+  fi
   echo "  memory of the components (PSS): $total MiB"
   if kctl get --raw /readyz >/dev/null 2>&1; then echo "  api server ready"; else echo "  api server NOT ready"; ok=1; fi
   [ "$mode" = full ] && kctl get nodes -o wide 2>/dev/null | sed 's/^/  /'
@@ -127,10 +138,12 @@ case "$cmd" in
   build) build_binaries ;;
   up) cluster_up ;;
   down) cluster_down ;;
+  gateway) gateway_up ;;
   status) cluster_status ;;
   image) image_cmd "$@" ;;
   env)
     echo "export PATH=\"$(build_binaries):\$PATH\""
-    echo "export KUBECONFIG=\"$KUBECONFIG_FILE\"" ;;
-  *) sed -n '2,10s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+    echo "export KUBECONFIG=\"$KUBECONFIG_FILE\""
+    echo "export MODELSHIP_GATEWAY_NAME=$GATEWAY_NAME MODELSHIP_GATEWAY_NAMESPACE=$GATEWAY_NAMESPACE MODELSHIP_GATEWAY_PORT=$GATEWAY_PORT" ;;
+  *) sed -n '2,13s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac

@@ -13,6 +13,9 @@
 #   iris_ready_and_predicts           examples/iris.yaml Ready within a bound; labels 0, 1, 2
 #                                     for the three reference flowers through the Service
 #                                     from the host; the Service answers a pod too
+#   public_url_*, public_page_in_chromium  the public URL through the cluster's gateway
+#                                     (tests/e2e/public_url.sh): predictions, the page in
+#                                     Chromium, /metrics 404, a path prefix, expose removed
 #   rolling_update_under_load         spec.model changed to iris-rf over http while 4 clients
 #                                     send requests (a new connection each): zero non-200
 #                                     responses and zero connection errors, the new model
@@ -71,12 +74,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# shellcheck source=public_url.sh
+source "$ROOT/tests/e2e/public_url.sh"
+
 # skip_all REASON: the suite cannot run here; every test is reported skipped.
 skip_all() {
   local t
   for t in helm_install_operator_ready $AFTER_INSTALL; do skip_test "$t" "$1"; done
 }
-AFTER_INSTALL="iris_ready_and_predicts rolling_update_under_load autoscaling_out_and_in
+AFTER_INSTALL="iris_ready_and_predicts $PUBLIC_TESTS rolling_update_under_load autoscaling_out_and_in
   missing_model_is_degraded_then_fixed operator_killed_standby_takes_over delete_removes_children
   uninstall_keeps_only_the_crd"
 
@@ -154,8 +160,9 @@ test_helm_install_operator_ready() {
     kubectl annotate crd modeldeployments.modelship.io --overwrite \
       meta.helm.sh/release-name="$RELEASE" meta.helm.sh/release-namespace="$RELEASE_NS"
   fi
+  expose_values "$WORK/values-expose.yaml"
   helm install "$RELEASE" "$ROOT/charts/modelship" -n "$RELEASE_NS" --create-namespace --wait --timeout 180s \
-    --set replicaCount="$OPERATOR_REPLICAS"
+    --set replicaCount="$OPERATOR_REPLICAS" -f "$WORK/values-expose.yaml"
   kubectl -n "$RELEASE_NS" get pods -o wide
   kubectl -n "$RELEASE_NS" wait pod -l app.kubernetes.io/instance="$RELEASE" --for=condition=Ready --timeout=30s
   echo "MEASURED helm install --wait to operator Ready ($OPERATOR_REPLICAS replicas): $((SECONDS - t0)) s"

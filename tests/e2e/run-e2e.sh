@@ -6,13 +6,17 @@
 #
 # 1. Starts a full-mode cluster in MODELSHIP_CLUSTER_DIR (default .cluster),
 #    unless one is already up there (then it is used and left running).
+#    Starts its gateway (hack/cluster/cluster.sh gateway: Traefik, built once
+#    into its cache, cold about 10 minutes) unless it runs; a gateway this
+#    script starts on a cluster it did not start stays up with the cluster.
 # 2. Packs modelship-server and modelship-operator into the images
 #    modelship/server:dev and modelship/operator:dev (scripts/build-images.sh)
 #    and loads them into the cluster. make test packs the debug builds it has
 #    already compiled (stripped; the same image layout as the release), so the
 #    suite needs no second, release compile; E2E_PROFILE=release packs release
 #    builds instead (compiled here when missing).
-# 3. tests/e2e/e2e.sh: helm install, predictions, rolling update under load,
+# 3. tests/e2e/e2e.sh: helm install, predictions, the public URL through the
+#    gateway, rolling update under load,
 #    autoscaling, 404 model, operator kill and leader takeover, delete, uninstall.
 # 4. The operator's full-mode integration test: a model that cannot be fetched
 #    and a pod that cannot be scheduled, reported as Degraded on real pods.
@@ -50,6 +54,9 @@ stop_cluster() {
   if [ "$started" = 1 ]; then step "stopping the cluster"; "$CLUSTER_SH" down; fi
 }
 trap stop_cluster EXIT
+
+step "the cluster's gateway (Traefik; built on first use)"
+"$CLUSTER_SH" gateway
 
 step "images from the $PROFILE builds"
 SERVER_BIN="$CARGO_TARGET_DIR/$PROFILE/modelship-server" \

@@ -27,6 +27,10 @@ SCHEDULER_PORT=$((PORT_BASE + 259))
 METRICS_SERVER_PORT=$((PORT_BASE + 444))
 KUBE_PROXY_METRICS_PORT=$((PORT_BASE + 249))
 KUBE_PROXY_HEALTHZ_PORT=$((PORT_BASE + 256))
+# The gateway (lib/gateway.sh): Traefik's entry point, which is also the
+# Gateway listener's port, and its ping.
+GATEWAY_PORT=$((PORT_BASE + 80))
+GATEWAY_PING_PORT=$((PORT_BASE + 82))
 # The kubelet's ports stay fixed (one node per machine): 10250 on the bridge
 # address, healthz on 127.0.0.1:10248.
 KUBELET_PORT=10250
@@ -67,9 +71,10 @@ die() { log "ERROR: $*"; exit 1; }
 # build produces (pins, the multi-call main, link flags, Go) changes it.
 # Only content goes in, never a path: comments (which name this folder) and
 # go.mod's module line are left out, so moving the folder keeps the cache.
+# The gateway's pins have a cache of their own (lib/gateway.sh).
 pins_hash() {
   {
-    grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$CLUSTER_SRC/versions.env"
+    grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' -e '^TRAEFIK_VERSION=' -e '^GATEWAY_API_VERSION=' "$CLUSTER_SRC/versions.env"
     grep -v -e '^module ' -e '^//' "$CLUSTER_SRC/build/go.mod"
     cat "$CLUSTER_SRC/build/go.sum" "$CLUSTER_SRC/build/tools.go" "$CLUSTER_SRC/build/cmd/kube/main.go"
     sed -n '/^build_flags() {/,/^}/p' "$CLUSTER_SRC/lib/build.sh"

@@ -81,10 +81,11 @@ unmount_under() { # unmount_under DIR: every mount at or below DIR, deepest firs
   done < <(awk -v d="$1" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/self/mounts | sort -r)
 }
 
-# stop_processes NODE: the components in reverse start order (the kubelet
+# stop_processes NODE: the gateway, the components in reverse start order (the kubelet
 # and the pods before containerd when NODE is true), then any stray process
 # of this state dir.
 stop_processes() {
+  stop_proc traefik
   if "$1"; then
     stop_proc kubelet
     remove_pods

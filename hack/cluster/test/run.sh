@@ -11,6 +11,8 @@ CLUSTER="$here/../cluster.sh"
 source "$here/../lib/common.sh"
 # shellcheck source=../lib/node.sh
 source "$here/../lib/node.sh"
+# shellcheck source=../lib/gateway.sh
+source "$here/../lib/gateway.sh"
 TEST_LOGS="${TEST_LOGS:-$(mktemp -d /tmp/modelship-cluster-tests.XXXXXX)}"
 # shellcheck source=../../lib/harness.sh
 source "$here/../../lib/harness.sh"
@@ -92,6 +94,11 @@ t_cache_key_ignores_the_folder() {
   sed -i '1s/.*/# these pins moved to another folder/' "$copy/versions.env"
   sed -i 's#^module .*#module example.invalid/another/folder#' "$copy/build/go.mod"
   [ "$(CLUSTER_SRC="$copy" pins_hash)" = "$key" ] || fail "a comment or the module line changed the cache key"
+  # The gateway's pins key Traefik's own cache, not the Kubernetes one.
+  [ "$(CLUSTER_SRC="$copy" traefik_hash)" = "$(traefik_hash)" ] || fail "a copy of the folder has another Traefik cache key"
+  sed -i 's/^TRAEFIK_VERSION=.*/TRAEFIK_VERSION=v0.0.1/' "$copy/versions.env"
+  [ "$(CLUSTER_SRC="$copy" pins_hash)" = "$key" ] || fail "the Traefik pin changed the Kubernetes cache key"
+  [ "$(CLUSTER_SRC="$copy" traefik_hash)" != "$(traefik_hash)" ] || fail "a Traefik pin change kept its cache key"
   sed -i 's/^HELM_VERSION=.*/HELM_VERSION=v0.0.1/' "$copy/versions.env"
   [ "$(CLUSTER_SRC="$copy" pins_hash)" != "$key" ] || fail "a pin change kept the cache key"
   [ "$(bin_dir)" = "$CACHE_ROOT/$key/bin" ] || fail "the binary cache is not named by the key alone: $(bin_dir)"
@@ -112,6 +119,14 @@ t_cp_up_again_is_noop() {
 }
 
 t_cp_listens_only_on_loopback() { assert_listens_only_locally; }
+
+t_cp_gateway_is_refused() {
+  local out rc=0
+  out="$("$CLUSTER" gateway 2>&1)" || rc=$?
+  echo "$out"
+  [ "$rc" -ne 0 ] || fail "cluster.sh gateway started on a control-plane cluster"
+  grep -q "needs a full cluster" <<<"$out" || fail "cluster.sh gateway did not say why it refused"
+}
 
 t_crd_and_custom_object_apply() {
   k apply -f "$TESTDATA/widget-crd.yaml"
@@ -298,6 +313,34 @@ t_service_reached_from_host() {
   eventually 30 sh -c "curl -sf --max-time 3 http://$ip/ | grep 'hello from testapp-'"
 }
 
+# The gateway: Traefik routes an HTTPRoute on the Gateway to testapp's
+# endpoints (pod IPs) from the host; only on 127.0.0.1; a second start is a
+# no-op. curl connects to 127.0.0.1 itself (--resolve): no name is looked up.
+gateway_get() { # gateway_get HOST: the status and body of GET / through the gateway
+  curl -sS --max-time 5 --resolve "$1:$GATEWAY_PORT:127.0.0.1" -w '\n%{http_code}' "http://$1:$GATEWAY_PORT/"
+}
+t_gateway_routes_to_a_service() {
+  "$CLUSTER" gateway
+  echo "gateway start: $(cat "$RUN_DIR/gateway-start-seconds")s; Traefik build: $(cat "$(traefik_dir)/.build-seconds")s (cold)"
+  local before; before="$(pids_of_cluster)"
+  "$CLUSTER" gateway 2>&1 | show | grep -q "already up" || fail "a second gateway start did not say 'already up'"
+  [ "$before" = "$(pids_of_cluster)" ] || fail "a second gateway start changed the processes"
+  k -n app-test apply -f - <<YAML
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: testapp}
+spec:
+  parentRefs: [{name: $GATEWAY_NAME, namespace: $GATEWAY_NAMESPACE}]
+  hostnames: [testapp.localhost]
+  rules: [{backendRefs: [{name: testapp, port: 80}]}]
+YAML
+  eventually 30 sh -c "curl -sf --max-time 3 --resolve testapp.localhost:$GATEWAY_PORT:127.0.0.1 http://testapp.localhost:$GATEWAY_PORT/ | grep 'hello from testapp-'"
+  gateway_get testapp.localhost | show | tail -n 1 | grep -qx 200 || fail "the routed host did not answer 200"
+  gateway_get other.localhost | show | tail -n 1 | grep -qx 404 || fail "a host without a route did not get 404"
+  "$CLUSTER" status | show | grep -q "gateway .*running" || fail "status does not show the gateway"
+  assert_listens_only_locally
+}
+
 run_pod() { # run_pod NAMESPACE NAME SERVICEACCOUNT ARGS...: run to completion, print logs
   local ns="$1" name="$2" sa="$3"; shift 3
   local args; args="$(printf '"%s",' "$@")"
@@ -420,6 +463,7 @@ for mode in "${modes[@]}"; do
       if [ "$HARNESS_FAILED" -eq "$failed_before" ]; then
         run_test cp_up_again_is_noop t_cp_up_again_is_noop
         run_test cp_listens_only_on_loopback t_cp_listens_only_on_loopback
+        run_test cp_gateway_is_refused t_cp_gateway_is_refused
         run_test crd_and_custom_object_apply t_crd_and_custom_object_apply
         run_test owned_deployment_is_garbage_collected t_owned_deployment_is_garbage_collected
         run_test hpa_controller_reconciles t_hpa_controller_reconciles
@@ -448,6 +492,7 @@ for mode in "${modes[@]}"; do
         run_test pod_from_local_image_becomes_ready t_pod_from_local_image_becomes_ready
         run_test service_reached_from_host t_service_reached_from_host
         run_test service_reached_from_another_pod t_service_reached_from_another_pod
+        run_test gateway_routes_to_a_service t_gateway_routes_to_a_service
         run_test pod_network_stays_local t_pod_network_stays_local
         run_test pod_talks_to_api_server_as_its_service_account t_pod_talks_to_api_server_as_its_service_account
         run_test kubectl_top_pod_returns_numbers t_kubectl_top_pod_returns_numbers

@@ -140,7 +140,7 @@ def modelship(name: str, runtime: str, *flags: str) -> Peer:
     port = free_port()
     server = TARGET / "release/modelship-server"
     return Peer(name, [str(server), "serve", "--model", "builtin://iris", "--runtime", runtime,
-                       "--host", "127.0.0.1", "--port", str(port), "--log", "warn", *flags],
+                       "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0", "--log", "warn", *flags],
                 port, "/v2/health/ready", cwd=ROOT)
 
 

@@ -2,9 +2,13 @@
 datatype, health and reflection, and the same answers as REST."""
 
 import asyncio
+import http.server
 import json
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -16,7 +20,8 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from onnx import TensorProto, helper
 
-from conftest import FLOWERS, LABELS, Server
+from conftest import FLOWERS, LABELS, SERVER_BIN, Server, free_port
+from test_lifecycle import SlowModelHandler
 
 FLOWERS_NP = np.array(FLOWERS, dtype=np.float32)
 TRITON = Path(__file__).with_name("triton_grpc_client.py")
@@ -214,3 +219,68 @@ def test_every_typed_datatype_round_trips_typed(identity_servers):
         else:
             got = np.frombuffer(raw[f"out_{dt}"], dtype=values.dtype.newbyteorder("<"))
             assert got.tolist() == values.tolist(), dt
+
+
+SERVING, NOT_SERVING = b"\x08\x01", b"\x08\x02"
+
+
+def good_request():
+    req = pb.ModelInferRequest(model_name="iris")
+    req.inputs.add(name="input", datatype="FP32", shape=[3, 4]).contents.fp32_contents.extend(FLOWERS_NP.ravel().tolist())
+    return req
+
+
+def test_loading_is_unavailable_and_not_serving():
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowModelHandler)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    grpc_port = free_port()
+    target = f"127.0.0.1:{grpc_port}"
+    proc = subprocess.Popen(
+        [SERVER_BIN, "serve", "--host", "127.0.0.1", "--port", str(free_port()), "--grpc-port", str(grpc_port),
+         "--model", f"http://127.0.0.1:{files.server_address[1]}/iris.onnx", "--model-name", "iris", "--runtime", "tract"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                assert raw_call(target, "/grpc.health.v1.Health/Check", b"") == NOT_SERVING
+                break
+            except grpc.RpcError:
+                assert time.time() < deadline, "the gRPC listener did not come up while loading"
+                time.sleep(0.05)
+        with grpc.insecure_channel(target) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            assert stub.ServerLive(pb.ServerLiveRequest(), timeout=5).live
+            assert not stub.ServerReady(pb.ServerReadyRequest(), timeout=5).ready
+            with pytest.raises(grpc.RpcError) as e:
+                stub.ModelInfer(good_request(), timeout=5)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "still loading" in e.value.details()
+            deadline = time.time() + 30
+            while not stub.ServerReady(pb.ServerReadyRequest(), timeout=5).ready:
+                assert time.time() < deadline
+                time.sleep(0.05)
+            assert raw_call(target, "/grpc.health.v1.Health/Check", b"") == SERVING
+            assert stub.ModelInfer(good_request(), timeout=5).raw_output_contents
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        files.shutdown()
+
+
+def test_sigterm_turns_health_off_serves_through_the_drain_then_exits():
+    s = Server("--model", "builtin://iris", "--runtime", "tract", "--drain-delay", "1500ms")
+    try:
+        with grpc.insecure_channel(s.grpc_target) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            assert stub.ModelInfer(good_request(), timeout=5).raw_output_contents
+            s.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            assert raw_call(s.grpc_target, "/grpc.health.v1.Health/Check", b"") == NOT_SERVING
+            assert not stub.ServerReady(pb.ServerReadyRequest(), timeout=5).ready
+            # Still served during the drain delay, on the open channel.
+            resp = stub.ModelInfer(good_request(), timeout=5)
+            assert np.frombuffer(resp.raw_output_contents[0], dtype="<i8").tolist() == LABELS
+        assert s.proc.wait(timeout=30) == 0
+    finally:
+        s.stop()

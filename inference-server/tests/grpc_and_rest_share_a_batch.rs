@@ -140,10 +140,17 @@ async fn a_grpc_call_and_a_rest_request_share_a_batch() {
 
     let collected = grpc_resp.unwrap().into_body().collect().await.unwrap();
     let trailers = collected.trailers().cloned().unwrap_or_default();
-    assert_eq!(trailers.get("grpc-status").map(|v| v.as_bytes()), Some(&b"0"[..]));
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"0"[..])
+    );
     let bytes = collected.to_bytes();
     let answer = pb::ModelInferResponse::decode(&bytes[5..]).unwrap();
     assert_eq!(answer.raw_output_contents[0], 8.0f32.to_le_bytes());
 
-    assert_eq!(*backend.batches.lock().unwrap(), vec![1, 2], "the blocker, then both together");
+    assert_eq!(
+        *backend.batches.lock().unwrap(),
+        vec![1, 2],
+        "the blocker, then both together"
+    );
 }

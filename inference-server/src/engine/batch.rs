@@ -64,8 +64,16 @@ pub enum Wait<'a> {
     /// Until `deadline`, whatever comes (the fixed policy).
     Until(Instant),
     /// While requests admitted by the front end are still on their way to
-    /// the queue, and at most until `deadline` (the default policy).
-    ForArrivals(&'a Arrivals, Instant),
+    /// the queue, and at most until `deadline` (the default policy). Under
+    /// load (the last batch held more than one job) it also lets the runtime
+    /// read the sockets once before it gives up: requests already sent but
+    /// not yet read are admitted then. That costs no time on the clock, only
+    /// one turn of the scheduler, and only when batches are forming anyway.
+    ForArrivals {
+        arrivals: &'a Arrivals,
+        deadline: Instant,
+        under_load: bool,
+    },
 }
 
 /// Starts a batch with `first` and adds queued jobs while they fit in
@@ -80,6 +88,7 @@ pub async fn gather<T: Batchable>(
 ) -> Gathered<T> {
     let mut rows = first.rows();
     let mut jobs = vec![first];
+    let mut looked_again = false;
     while rows < max_rows {
         let next = match rx.try_recv() {
             Ok(job) => job,
@@ -87,7 +96,17 @@ pub async fn gather<T: Batchable>(
             Err(mpsc::error::TryRecvError::Empty) => match next_arrival(rx, wait).await {
                 Arrival::Job(job) => job,
                 Arrival::Again => continue,
-                Arrival::None => break,
+                Arrival::None => match wait {
+                    Wait::ForArrivals {
+                        under_load: true, ..
+                    } if !looked_again => {
+                        // Deferred until the runtime has polled its I/O driver.
+                        looked_again = true;
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    _ => break,
+                },
             },
         };
         if rows + next.rows() > max_rows || !jobs[0].stacks_with(&next) {
@@ -122,7 +141,9 @@ async fn next_arrival<T>(rx: &mut mpsc::Receiver<T>, wait: Wait<'_>) -> Arrival<
             Ok(Some(job)) => Arrival::Job(job),
             _ => Arrival::None,
         },
-        Wait::ForArrivals(arrivals, deadline) => {
+        Wait::ForArrivals {
+            arrivals, deadline, ..
+        } => {
             // Register for the next settlement before reading the count, so
             // one that happens in between still wakes us.
             let settled = arrivals.settled();
@@ -331,7 +352,11 @@ mod tests {
             Rows(1, 4),
             &mut rx,
             8,
-            Wait::ForArrivals(&arrivals, deadline),
+            Wait::ForArrivals {
+                arrivals: &arrivals,
+                deadline,
+                under_load: false,
+            },
         )
         .await;
         assert_eq!(got.jobs.len(), 2, "what is queued joins");
@@ -358,7 +383,11 @@ mod tests {
             Rows(1, 4),
             &mut rx,
             8,
-            Wait::ForArrivals(&arrivals, deadline),
+            Wait::ForArrivals {
+                arrivals: &arrivals,
+                deadline,
+                under_load: false,
+            },
         )
         .await;
         assert_eq!(got.jobs.len(), 2, "the admitted request joins");
@@ -384,7 +413,11 @@ mod tests {
             Rows(1, 4),
             &mut rx,
             8,
-            Wait::ForArrivals(&arrivals, deadline),
+            Wait::ForArrivals {
+                arrivals: &arrivals,
+                deadline,
+                under_load: false,
+            },
         )
         .await;
         assert_eq!(got.jobs.len(), 1);
@@ -402,10 +435,44 @@ mod tests {
             Rows(1, 4),
             &mut rx,
             8,
-            Wait::ForArrivals(&arrivals, deadline),
+            Wait::ForArrivals {
+                arrivals: &arrivals,
+                deadline,
+                under_load: false,
+            },
         )
         .await;
         assert_eq!(got.jobs.len(), 1);
         assert_eq!(started.elapsed(), Duration::from_millis(1));
+    }
+
+    /// A request that is sent but not yet read: a task that is ready to run.
+    async fn gather_with_one_ready_sender(under_load: bool) -> usize {
+        let (tx, mut rx) = queue(vec![]).await;
+        tokio::spawn(async move { tx.send(Rows(1, 4)).await.unwrap() });
+        let arrivals = Arrivals::default();
+        let wait = Wait::ForArrivals {
+            arrivals: &arrivals,
+            deadline: Instant::now() + Duration::from_secs(10),
+            under_load,
+        };
+        let started = Instant::now();
+        let got = gather(Rows(1, 4), &mut rx, 8, wait).await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "looking again costs no time"
+        );
+        got.jobs.len()
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn under_load_the_batch_lets_ready_requests_in_before_it_runs() {
+        assert_eq!(gather_with_one_ready_sender(true).await, 2);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn without_load_the_batch_runs_without_looking_again() {
+        assert_eq!(gather_with_one_ready_sender(false).await, 1);
     }
 }

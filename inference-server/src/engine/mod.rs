@@ -232,7 +232,11 @@ async fn batcher(
         let deadline = Instant::now() + config.max_batch_delay;
         let wait = match config.wait {
             _ if config.max_batch_size == 1 => Wait::No,
-            BatchWait::Admitted => Wait::ForArrivals(&arrivals, deadline),
+            BatchWait::Admitted => Wait::ForArrivals {
+                arrivals: &arrivals,
+                deadline,
+                under_load: last_jobs > 1,
+            },
             // Under load only: with every other worker idle and the last
             // batch a lone job, the jobs already queued are all there is.
             BatchWait::Fixed => {

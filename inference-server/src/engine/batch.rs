@@ -66,9 +66,10 @@ pub enum Wait<'a> {
     /// While requests admitted by the front end are still on their way to
     /// the queue, and at most until `deadline` (the default policy). Under
     /// load (the last batch held more than one job) it also lets the runtime
-    /// read the sockets once before it gives up: requests already sent but
-    /// not yet read are admitted then. That costs no time on the clock, only
-    /// one turn of the scheduler, and only when batches are forming anyway.
+    /// read its sockets before it gives up, again as long as that brought
+    /// more rows: requests already sent but not yet read are admitted then.
+    /// That costs no time on the clock, only turns of the scheduler, and only
+    /// when batches are forming anyway.
     ForArrivals {
         arrivals: &'a Arrivals,
         deadline: Instant,
@@ -88,7 +89,8 @@ pub async fn gather<T: Batchable>(
 ) -> Gathered<T> {
     let mut rows = first.rows();
     let mut jobs = vec![first];
-    let mut looked_again = false;
+    // Under load: the rows when the batch last let the runtime read its sockets.
+    let mut rows_at_last_look = None;
     while rows < max_rows {
         let next = match rx.try_recv() {
             Ok(job) => job,
@@ -97,11 +99,12 @@ pub async fn gather<T: Batchable>(
                 Arrival::Job(job) => job,
                 Arrival::Again => continue,
                 Arrival::None => match wait {
+                    // Look again as long as looking brought more rows.
                     Wait::ForArrivals {
                         under_load: true, ..
-                    } if !looked_again => {
+                    } if rows_at_last_look.is_none_or(|r| r < rows) => {
+                        rows_at_last_look = Some(rows);
                         // Deferred until the runtime has polled its I/O driver.
-                        looked_again = true;
                         tokio::task::yield_now().await;
                         continue;
                     }

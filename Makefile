@@ -24,6 +24,7 @@ help: ## Show the targets
 setup: ## Install what builds and tests need (idempotent)
 	scripts/setup.sh
 	scripts/setup-python.sh
+	scripts/setup-grpc-tools.sh
 
 .PHONY: build
 build: ## Build both binaries (debug)

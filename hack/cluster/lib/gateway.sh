@@ -12,13 +12,13 @@ GATEWAY_NAMESPACE=modelship-gateway
 GATEWAY_CLASS=traefik
 INGRESS_CLASS=traefik
 
-# traefik_hash names Traefik's own cache: its pin, its build recipe and Go.
-# Content only, like pins_hash, and apart from it: a Traefik change never
-# rebuilds Kubernetes.
+# traefik_hash names Traefik's own cache: its pin, its build recipe
+# (traefik_go_build) and Go. Content only, like pins_hash, and apart from it:
+# a Traefik change never rebuilds Kubernetes.
 traefik_hash() {
   {
     grep -E '^TRAEFIK_VERSION=' "$CLUSTER_SRC/versions.env"
-    sed -n '/^build_traefik() {/,/^}/p' "$CLUSTER_SRC/lib/gateway.sh"
+    sed -n '/^traefik_go_build() {/,/^}/p' "$CLUSTER_SRC/lib/gateway.sh"
     go env GOVERSION GOARCH
   } | sha256sum | cut -c1-16
 }
@@ -36,26 +36,41 @@ module_dir() {
   echo "$dir"
 }
 
+# traefik_go_build SRC OUT: the build itself, all that the cache key covers
+# of this file (how the build is watched and logged is not). From a writable
+# copy of the module: its go.mod has replace directives, so `go build
+# module@version` refuses it, and -mod=mod lets Go complete its go.sum there.
+# -v names each package as it compiles: progress for a long, quiet step.
+traefik_go_build() {
+  cd "$1" && CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local \
+    exec go build -v -trimpath -ldflags="-s -w" -o "$2" ./cmd/traefik
+}
+
 # build_traefik: makes sure $(traefik_dir)/traefik exists; prints its path.
-# Built from a writable copy of the module: its go.mod has replace
-# directives, so `go build module@version` refuses it, and -mod=mod lets Go
-# complete its go.sum there.
 build_traefik() {
   local dir; dir="$(traefik_dir)"
   if [ ! -f "$dir/.complete" ]; then
-    local src out="$dir.partial.$$" start=$SECONDS rc=0
+    local src out="$dir.partial.$$" start=$SECONDS rc=0 blog="$CACHE_ROOT/traefik-build.log"
     rm -rf "$out"; mkdir -p "$out"
-    log "building Traefik $TRAEFIK_VERSION into $dir (cold: about 10 minutes on 2 cores; log: $CACHE_ROOT/traefik-build.log)"
+    log "building Traefik $TRAEFIK_VERSION into $dir (cold: 5 to 10 minutes on 2 cores; log: $blog)"
     src="$(module_dir "github.com/traefik/traefik/v3@$TRAEFIK_VERSION")"
     cp -r "$src" "$out/src"
     chmod -R u+w "$out/src"
-    (cd "$out/src" && CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local \
-      go build -trimpath -ldflags="-s -w" -o "$out/traefik" ./cmd/traefik) > "$CACHE_ROOT/traefik-build.log" 2>&1 || rc=$?
+    (traefik_go_build "$out/src" "$out/traefik") > "$blog" 2>&1 &
+    local go_pid=$! ticks=0
+    while kill -0 "$go_pid" 2>/dev/null; do
+      sleep 2
+      ticks=$((ticks + 1))
+      if [ $((ticks % 30)) -eq 0 ]; then
+        log "still building Traefik: $(grep -c '^[a-z]' "$blog") packages after $((SECONDS - start))s"
+      fi
+    done
+    wait "$go_pid" || rc=$?
     rm -rf "$out/src"
     if [ "$rc" -ne 0 ]; then
-      tail -30 "$CACHE_ROOT/traefik-build.log" >&2
+      tail -30 "$blog" >&2
       rm -rf "$out"
-      die "building Traefik failed; full log in $CACHE_ROOT/traefik-build.log"
+      die "building Traefik failed; full log in $blog"
     fi
     echo "$((SECONDS - start))" > "$out/.build-seconds"
     touch "$out/.complete"

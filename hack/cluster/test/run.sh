@@ -20,8 +20,16 @@ source "$here/../../lib/harness.sh"
 modes=("$@")
 [ "${#modes[@]}" -gt 0 ] || modes=(control-plane full)
 
-# show: pass stdin through, and copy it to stderr (the test's log).
-show() { local out; out="$(cat)"; printf '%s\n' "$out" >&2; printf '%s\n' "$out"; }
+# show: pass stdin through, and copy it to stderr (the test's log). A reader
+# that stops early (grep -q) must not fail the pipeline: what is written after
+# it stopped meets a closed pipe (SIGPIPE, exit 141 under pipefail), a race
+# that failed pod_network_stays_local and helm_install_and_uninstall now and
+# then under load.
+show() {
+  local out; out="$(cat)"
+  printf '%s\n' "$out" >&2
+  ( trap '' PIPE; printf '%s\n' "$out" ) 2>/dev/null || true
+}
 
 k() { "$BIN/kubectl" --kubeconfig="$KUBECONFIG_FILE" "$@"; }
 TESTDATA="$CLUSTER_SRC/testdata"

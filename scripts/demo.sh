@@ -4,9 +4,11 @@
 #   scripts/demo.sh        (make demo)       cluster up (full mode), build and load the
 #                                            images, helm install the operator, apply
 #                                            examples/iris.yaml, wait for Ready, print
-#                                            one prediction; with the cluster's gateway
-#                                            (Traefik) the model is exposed and the demo
-#                                            ends with its public URL and a curl through it
+#                                            one prediction; starts the cluster's gateway
+#                                            (Traefik), exposes the model and ends with its
+#                                            public URL and a curl through it (without a
+#                                            gateway, if Traefik fails, the model stays
+#                                            in the cluster)
 #   scripts/demo.sh down   (make demo-down)  remove the demo and stop the cluster
 #
 # Environment: MODELSHIP_CLUSTER_DIR (default .cluster), CARGO_TARGET_DIR
@@ -51,7 +53,8 @@ up() {
   eval "$("$CLUSTER_SH" env)"
   kubectl get nodes
   step "the cluster's gateway: Traefik, Gateway API (the first run builds it from source)"
-  "$CLUSTER_SH" gateway
+  local gateway=1
+  "$CLUSTER_SH" gateway || { gateway=0; echo "demo: no gateway (above); iris stays in the cluster, without a public URL"; }
   eval "$("$CLUSTER_SH" env)"
   step "images modelship/server:dev and modelship/operator:dev (release build, loaded into containerd)"
   if [ "${DEMO_NO_BUILD:-0}" = 1 ]; then scripts/build-images.sh --no-build; else scripts/build-images.sh; fi
@@ -70,8 +73,9 @@ up() {
   # Public URLs through the cluster's Gateway, on hosts that need no DNS
   # (curl and browsers resolve *.localhost to loopback themselves).
   local values; values="$(mktemp)"
-  printf 'expose:\n  mode: gateway\n  gateway: {name: %s, namespace: %s}\n  hostTemplate: "{name}-{namespace}.localhost"\n' \
-    "$MODELSHIP_GATEWAY_NAME" "$MODELSHIP_GATEWAY_NAMESPACE" > "$values"
+  [ "$gateway" = 0 ] ||
+    printf 'expose:\n  mode: gateway\n  gateway: {name: %s, namespace: %s}\n  hostTemplate: "{name}-{namespace}.localhost"\n' \
+      "$MODELSHIP_GATEWAY_NAME" "$MODELSHIP_GATEWAY_NAMESPACE" > "$values"
   helm upgrade --install "$RELEASE" charts/modelship -n "$RELEASE_NS" --create-namespace \
     --wait --timeout 180s -f "$values"
   rm -f "$values"
@@ -84,10 +88,12 @@ up() {
     kubectl -n "$NS" describe mdep iris || true
     die "iris is not Ready after 300 s (above: its conditions and events)"
   fi
-  kubectl -n "$NS" patch mdep iris --type=merge -p '{"spec":{"expose":{}}}'
-  if ! kubectl -n "$NS" wait mdep/iris --for=condition=Exposed --timeout=60s; then
-    kubectl -n "$NS" describe mdep iris || true
-    die "iris has no public URL after 60 s (above: its conditions)"
+  if [ "$gateway" = 1 ]; then
+    kubectl -n "$NS" patch mdep iris --type=merge -p '{"spec":{"expose":{}}}'
+    if ! kubectl -n "$NS" wait mdep/iris --for=condition=Exposed --timeout=60s; then
+      kubectl -n "$NS" describe mdep iris || true
+      die "iris has no public URL after 60 s (above: its conditions)"
+    fi
   fi
   kubectl -n "$NS" get mdep iris -o wide
 
@@ -100,11 +106,16 @@ up() {
   curl -sS --fail-with-body --max-time 10 "$url/v2/models/iris/infer" -d "$body"
   echo
 
+  local public host local_url resolve
+  public="$(kubectl -n "$NS" get mdep iris -o jsonpath='{.status.url}')"
+  if [ "$gateway" = 0 ]; then
+    printf '\nThe demo is running (%s s), without a gateway: iris is at %s (from this machine: %s/).\n' \
+      "$((SECONDS - START))" "$public" "$url"
+    return 0
+  fi
   step "the same through the public URL (the gateway on 127.0.0.1:$MODELSHIP_GATEWAY_PORT)"
   # status.url names the Gateway's host on port 80, as a platform's would;
   # the local listener is on its own port, so the URLs below carry it.
-  local public host local_url resolve
-  public="$(kubectl -n "$NS" get mdep iris -o jsonpath='{.status.url}')"
   host="${public#http://}"; host="${host%%/*}"
   local_url="http://$host:$MODELSHIP_GATEWAY_PORT"
   resolve="--resolve $host:$MODELSHIP_GATEWAY_PORT:127.0.0.1"

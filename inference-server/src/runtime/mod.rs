@@ -46,6 +46,23 @@ pub trait Backend: Send + Sync + 'static {
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, InferError>;
 }
 
+/// The runtimes' own guard of [`Backend::infer`]'s contract: one input per
+/// signature input (the engine and `predict` build them so; a slip there
+/// must be an error, never a silently shortened input list).
+pub(crate) fn check_input_count(
+    signature: &ModelSignature,
+    inputs: &[Tensor],
+) -> Result<(), InferError> {
+    if inputs.len() == signature.inputs.len() {
+        return Ok(());
+    }
+    Err(InferError::new(format!(
+        "expected {} inputs, got {}",
+        signature.inputs.len(),
+        inputs.len()
+    )))
+}
+
 /// A failure while running a model that the caller could not have prevented
 /// by sending different input: it maps to HTTP 500.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -263,13 +263,7 @@ impl Backend for OrtBackend {
     }
 
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, InferError> {
-        if inputs.len() != self.signature.inputs.len() {
-            return Err(InferError::new(format!(
-                "expected {} inputs, got {}",
-                self.signature.inputs.len(),
-                inputs.len()
-            )));
-        }
+        super::check_input_count(&self.signature, inputs)?;
         let values = inputs
             .iter()
             .zip(&self.signature.inputs)

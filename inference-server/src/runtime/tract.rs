@@ -163,13 +163,7 @@ impl Backend for TractBackend {
     }
 
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, InferError> {
-        if inputs.len() != self.signature.inputs.len() {
-            return Err(InferError::new(format!(
-                "expected {} inputs, got {}",
-                self.signature.inputs.len(),
-                inputs.len()
-            )));
-        }
+        super::check_input_count(&self.signature, inputs)?;
         let values = inputs
             .iter()
             .map(|t| to_tract(t).map(IntoTValue::into_tvalue))

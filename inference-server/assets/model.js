@@ -26,13 +26,79 @@
     return node;
   }
 
-  // An error the server sent ({"error": "..."}) or a network failure, in words.
+  // ---- the API key --------------------------------------------------------
+  // When the server answers 401, the page asks for a key (the form
+  // #key-form), keeps it in sessionStorage (this tab only, gone when the tab
+  // closes) and sends it as `Authorization: Bearer KEY` from then on.
+
+  const KEY_STORAGE = "modelship-api-key";
+  let keyPrompt = null; // one question at a time, shared by the calls that wait for it
+  let memoryKey = ""; // the key when sessionStorage is not available
+
+  function storedKey() {
+    try {
+      return sessionStorage.getItem(KEY_STORAGE) || "";
+    } catch (_) {
+      return "";
+    }
+  }
+
+  // `options` with the header that carries `key`.
+  function withKeyValue(options, key) {
+    const headers = Object.assign({}, (options && options.headers) || {}, { Authorization: "Bearer " + key });
+    return Object.assign({}, options, { headers });
+  }
+
+  // Shows the key form and resolves once a key is entered; `refused` says
+  // that the key sent was not accepted.
+  function askForKey(refused) {
+    if (keyPrompt) return keyPrompt;
+    keyPrompt = new Promise((resolve) => {
+      const form = $("key-form");
+      const field = $("api-key");
+      $("key-help").textContent = refused
+        ? "That key was refused. Enter a valid one; it is kept in this browser tab only."
+        : "Ask the model's owner for one. It is kept in this browser tab only, and sent with each request.";
+      field.value = "";
+      field.setAttribute("aria-invalid", refused ? "true" : "false");
+      form.hidden = false;
+      field.focus();
+      const submit = (e) => {
+        e.preventDefault();
+        const key = field.value.trim();
+        if (!key) {
+          field.setAttribute("aria-invalid", "true");
+          return;
+        }
+        try {
+          sessionStorage.setItem(KEY_STORAGE, key);
+        } catch (_) {
+          // Without storage the key still works for this page: kept in memory below.
+        }
+        memoryKey = key;
+        form.removeEventListener("submit", submit);
+        form.hidden = true;
+        keyPrompt = null;
+        resolve();
+      };
+      form.addEventListener("submit", submit);
+    });
+    return keyPrompt;
+  }
+
+  // An error the server sent ({"error": "..."}) or a network failure, in
+  // words. A 401 asks for the key and sends the request again with it.
   async function call(url, options) {
     let response;
-    try {
-      response = await fetch(url, options);
-    } catch (e) {
-      throw new Error("Could not reach the server (" + e.message + ").");
+    for (;;) {
+      const sent = storedKey() || memoryKey;
+      try {
+        response = await fetch(url, sent ? withKeyValue(options, sent) : options);
+      } catch (e) {
+        throw new Error("Could not reach the server (" + e.message + ").");
+      }
+      if (response.status !== 401) break;
+      await askForKey(sent !== "");
     }
     let body = null;
     try {

@@ -7,13 +7,15 @@
 //! - [`runtime`]: the [`runtime::Backend`] trait and the runtimes behind it
 //!   (tract, ONNX Runtime); [`builtin`] and [`source`]: where models come from.
 //! - [`engine`]: validation, the bounded queue and dynamic batching of one model.
-//! - [`state`]: the served models and readiness.
+//! - [`auth`]: the API keys (a directory of files, reloaded) and their check.
+//! - [`state`]: the served models, readiness, the keys and the variant.
 //! - [`http`]: routes, error mapping, the OpenAPI document, the web page.
 //! - [`grpc`]: the same protocol over gRPC (with health and reflection), on
 //!   its own listener, over the same state and engines.
 //! - [`predict`]: offline batch scoring of files.
 //! - [`cmd`]: the subcommands (`serve`, `fetch`, `predict`) and their flags.
 
+pub mod auth;
 pub mod builtin;
 pub mod cmd;
 pub mod engine;

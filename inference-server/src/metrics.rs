@@ -1,4 +1,6 @@
-//! Prometheus metrics of the server, served at `/metrics`.
+//! Prometheus metrics of the server, served at `/metrics`. Every series
+//! carries the process's `variant` label (`--variant`: `primary`, `canary`),
+//! one value per process.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -19,6 +21,14 @@ pub struct RequestLabels {
     /// `v2`, `v1` (REST) or `grpc`.
     pub protocol: &'static str,
     pub code: Code,
+}
+
+/// `modelship_auth_total`: `key` is the matching key's label (its file
+/// name; empty when none matched), `result` is `ok`, `missing` or `wrong`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    pub key: String,
+    pub result: &'static str,
 }
 
 /// The `code` label: the HTTP status code (`200`) for REST, the gRPC status
@@ -48,6 +58,7 @@ pub struct Metrics {
     pub queue_depth: Family<ModelLabels, Gauge>,
     pub model_load_seconds: Family<ModelLabels, Gauge<f64, AtomicU64>>,
     pub model_ready: Family<ModelLabels, Gauge>,
+    pub auth: Family<AuthLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -66,8 +77,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The metrics of a `primary` server.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("modelship");
+        Metrics::with_variant("primary")
+    }
+
+    /// The metrics of a server whose series all carry `variant`.
+    pub fn with_variant(variant: &str) -> Metrics {
+        let mut registry = Registry::with_prefix_and_labels(
+            "modelship",
+            [("variant".into(), variant.to_string().into())].into_iter(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         let request_seconds = Family::<ModelLabels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
@@ -81,6 +101,7 @@ impl Metrics {
         let queue_depth = Family::<ModelLabels, Gauge>::default();
         let model_load_seconds = Family::<ModelLabels, Gauge<f64, AtomicU64>>::default();
         let model_ready = Family::<ModelLabels, Gauge>::default();
+        let auth = Family::<AuthLabels, Counter>::default();
         registry.register(
             "requests",
             "Inference requests by model, protocol and status code (HTTP code, or gRPC code name)",
@@ -116,7 +137,13 @@ impl Metrics {
             "1 when the model is loaded and warmed up",
             model_ready.clone(),
         );
+        registry.register(
+            "auth",
+            "Requests to protected routes by API key label (empty when none matched) and result (ok, missing, wrong)",
+            auth.clone(),
+        );
         Metrics {
+            auth,
             registry,
             requests,
             request_seconds,

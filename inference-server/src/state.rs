@@ -1,12 +1,14 @@
 //! What the server is serving right now: its models, where each is in its
 //! life (loading, ready, failed) and whether the server is ready. The one
 //! place that decides readiness and the answers to "which model?" that the
-//! routes turn into 404 and 503.
+//! routes turn into 404 and 503. It also holds who may call ([`Access`]:
+//! the API keys, if any) and which variant this server is.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::auth::{ApiKeys, Refusal};
 use crate::engine::Engine;
 use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::ModelCard;
@@ -51,12 +53,31 @@ pub struct HttpLimits {
     pub max_body_bytes: usize,
 }
 
+/// Who may call the protected routes, and what this server calls itself.
+#[derive(Clone)]
+pub struct Access {
+    /// The valid API keys; `None`: no key is asked for.
+    pub keys: Option<Arc<ApiKeys>>,
+    /// The variant named in each answer's `x-modelship-variant` (`primary`, `canary`).
+    pub variant: String,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            keys: None,
+            variant: "primary".into(),
+        }
+    }
+}
+
 /// Shared state of all request handlers.
 pub struct AppState {
     models: RwLock<HashMap<String, ModelState>>,
     draining: AtomicBool,
     pub metrics: Arc<Metrics>,
     pub limits: HttpLimits,
+    pub access: Access,
 }
 
 /// The outcome of looking a model up by name (and version).
@@ -69,6 +90,16 @@ pub enum Lookup {
 impl AppState {
     /// State for a server that will serve `names`, all still loading.
     pub fn new(names: &[String], metrics: Arc<Metrics>, limits: HttpLimits) -> Arc<AppState> {
+        AppState::with_access(names, metrics, limits, Access::default())
+    }
+
+    /// As [`AppState::new`], with API keys and a variant.
+    pub fn with_access(
+        names: &[String],
+        metrics: Arc<Metrics>,
+        limits: HttpLimits,
+        access: Access,
+    ) -> Arc<AppState> {
         let models = names
             .iter()
             .map(|n| (n.clone(), ModelState::Loading))
@@ -78,7 +109,21 @@ impl AppState {
             draining: AtomicBool::new(false),
             metrics,
             limits,
+            access,
         })
+    }
+
+    /// Checks the API key a request presents (see [`ApiKeys::check`]);
+    /// always `Ok` when no key is asked for.
+    pub fn authorize(
+        &self,
+        authorization: Option<&[u8]>,
+        x_api_key: Option<&[u8]>,
+    ) -> Result<(), Refusal> {
+        match &self.access.keys {
+            None => Ok(()),
+            Some(keys) => keys.check(authorization, x_api_key).map(drop),
+        }
     }
 
     pub fn set_model(&self, name: &str, state: ModelState) {

@@ -121,6 +121,6 @@ def test_nested_data_and_unknown_parameters(server):
 def test_metrics_count_requests(server):
     requests.post(f"{server.url}/v2/models/iris/infer", json={"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": FLOWERS[0]}]})
     text = requests.get(f"{server.url}/metrics").text
-    assert 'modelship_requests_total{model="iris",protocol="v2",code="200"}' in text
+    assert 'modelship_requests_total{variant="primary",model="iris",protocol="v2",code="200"}' in text
     assert "modelship_batch_size_bucket" in text
     assert "modelship_model_load_duration_seconds" in text

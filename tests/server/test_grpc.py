@@ -147,8 +147,8 @@ def test_grpc_requests_are_counted_with_the_code_name(server, stub):
     with pytest.raises(grpc.RpcError):
         stub.ModelInfer(req, timeout=10)
     text = requests.get(f"{server.url}/metrics").text
-    assert 'modelship_requests_total{model="iris",protocol="grpc",code="OK"}' in text
-    assert 'modelship_requests_total{model="iris",protocol="grpc",code="INVALID_ARGUMENT"}' in text
+    assert 'modelship_requests_total{variant="primary",model="iris",protocol="grpc",code="OK"}' in text
+    assert 'modelship_requests_total{variant="primary",model="iris",protocol="grpc",code="INVALID_ARGUMENT"}' in text
 
 
 # Every datatype, through an ONNX model of Identity nodes (one per datatype), served by tract.

@@ -4,6 +4,7 @@
 //! [`ServeArgs`] are its flags.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,12 +17,13 @@ use tokio::net::TcpListener;
 
 use super::args::{ModelArgs, RuntimeArgs};
 use super::termination::write_termination_message;
+use crate::auth::{ApiKeys, RELOAD_INTERVAL};
 use crate::engine::{BatchWait, Engine, EngineConfig, warm_up_inputs};
 use crate::metrics::{Metrics, ModelLabels};
 use crate::model::ModelArtifact;
 use crate::runtime::{self, RuntimeOptions};
 use crate::source;
-use crate::state::{AppState, HttpLimits, ModelState, ServedModel};
+use crate::state::{Access, AppState, HttpLimits, ModelState, ServedModel};
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -85,6 +87,30 @@ pub struct ServeArgs {
     /// After SIGTERM (and the drain delay), how long in-flight requests may take before exit.
     #[arg(long, env = "MODELSHIP_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// A directory of API keys (a mounted Secret: one file per key, its name
+    /// the key's label), re-read every 2 s. When set, inference and model
+    /// metadata need `Authorization: Bearer KEY` or `X-API-Key: KEY`; with
+    /// no key in it every such request is refused. Unset: no key is asked for.
+    #[arg(long, env = "MODELSHIP_API_KEYS_DIR", value_name = "DIR")]
+    pub api_keys_dir: Option<PathBuf>,
+    /// The variant this server is (`primary`, `canary`, or another short
+    /// token): sent as `x-modelship-variant` in every answer and as the
+    /// `variant` label of every metric.
+    #[arg(long, env = "MODELSHIP_VARIANT", default_value = "primary", value_parser = parse_variant)]
+    pub variant: String,
+}
+
+/// A variant: 1 to 32 ASCII letters, digits, `-`, `_` or `.`, so it is a
+/// valid header value and a bounded metric label.
+fn parse_variant(s: &str) -> Result<String, String> {
+    let ok = (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("a variant is 1 to 32 letters, digits, '-', '_' or '.'".into())
+    }
 }
 
 /// `--batch-wait`: the engine's [`BatchWait`].
@@ -136,12 +162,21 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         }
     };
 
-    let metrics = Arc::new(Metrics::new());
-    let state = AppState::new(
+    let metrics = Arc::new(Metrics::with_variant(&args.variant));
+    let keys = args.api_keys_dir.clone().map(|dir| {
+        let keys = ApiKeys::load(dir, metrics.clone());
+        keys.watch(RELOAD_INTERVAL);
+        keys
+    });
+    let state = AppState::with_access(
         std::slice::from_ref(&name),
         metrics.clone(),
         HttpLimits {
             max_body_bytes: args.max_body_bytes,
+        },
+        Access {
+            keys,
+            variant: args.variant.clone(),
         },
     );
     let listener = match listen(&args.host, args.port).await {

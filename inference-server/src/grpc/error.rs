@@ -10,10 +10,11 @@ use crate::http::error::ApiError;
 /// The gRPC status of an error: INVALID_ARGUMENT (the message names the
 /// field), NOT_FOUND (model or version), RESOURCE_EXHAUSTED (queue full,
 /// message too large), UNAVAILABLE (loading, draining), DEADLINE_EXCEEDED
-/// (too slow), INTERNAL only when the model failed to run.
+/// (too slow), UNAUTHENTICATED (no valid API key), INTERNAL only when the model failed to run.
 pub fn status(e: &ApiError) -> Status {
     let code = match e {
         ApiError::BadRequest(_) => Code::InvalidArgument,
+        ApiError::Unauthorized(_) => Code::Unauthenticated,
         ApiError::NotFound(_) => Code::NotFound,
         ApiError::PayloadTooLarge(_) | ApiError::TooManyRequests(_) => Code::ResourceExhausted,
         ApiError::RequestTimeout(_) => Code::DeadlineExceeded,
@@ -62,6 +63,7 @@ mod tests {
         let cases = [
             (ApiError::BadRequest("input 'x'".into()), "INVALID_ARGUMENT"),
             (ApiError::NotFound("m".into()), "NOT_FOUND"),
+            (ApiError::Unauthorized("key".into()), "UNAUTHENTICATED"),
             (
                 ApiError::PayloadTooLarge("big".into()),
                 "RESOURCE_EXHAUSTED",

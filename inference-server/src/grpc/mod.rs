@@ -10,6 +10,12 @@
 //! protocol (`appProtocol: kubernetes.io/h2c`), and each listener keeps its
 //! own limits.
 //!
+//! `ModelInfer` and `ModelMetadata` ask for the API key (metadata
+//! `authorization: Bearer KEY` or `x-api-key: KEY`; UNAUTHENTICATED without
+//! a valid one) when the server has keys; health, reflection, `ServerLive`,
+//! `ServerReady`, `ModelReady` and `ServerMetadata` stay open, as their REST
+//! twins do. Every answer carries the `x-modelship-variant` metadata.
+//!
 //! One request: [`arrive`] admits a `ModelInfer` call with the engine as soon
 //! as its headers are in, before tonic reads and decodes the message (the
 //! model's name is inside it, so this works when the server serves one model;
@@ -52,6 +58,7 @@ pub const PROTOCOL: &str = "grpc";
 /// up to the REST body limit), health, reflection (v1 and v1alpha).
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.limits.max_body_bytes;
+    let variant = state.access.variant.clone();
     let inference = GrpcInferenceServiceServer::new(service::Inference::new(state.clone()))
         .max_decoding_message_size(limit);
     let health =
@@ -70,7 +77,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .into_axum_router()
         .layer(from_fn_with_state(state, arrive));
-    crate::http::with_request_id(routes)
+    crate::http::with_variant(crate::http::with_request_id(routes), &variant)
 }
 
 /// The reflection service's descriptors: the inference and health protocols.

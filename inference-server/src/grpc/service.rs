@@ -59,6 +59,14 @@ impl Inference {
     }
 }
 
+/// The API key check of a call, from its metadata (see [`AppState::authorize`]).
+fn authorize<T>(state: &AppState, request: &Request<T>) -> Result<(), ApiError> {
+    let metadata = request.metadata();
+    let get = |name: &str| metadata.get(name).map(|v| v.as_bytes());
+    state.authorize(get("authorization"), get("x-api-key"))?;
+    Ok(())
+}
+
 fn version(v: &str) -> Option<&str> {
     (!v.is_empty()).then_some(v)
 }
@@ -108,6 +116,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<pb::ModelMetadataRequest>,
     ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        authorize(&self.state, &request).map_err(|e| status(&e))?;
         let req = request.into_inner();
         let model =
             find_model(&self.state, &req.name, version(&req.version)).map_err(|e| status(&e))?;
@@ -123,6 +132,8 @@ impl GrpcInferenceService for Inference {
             .extensions()
             .get::<Arrival>()
             .and_then(Arrival::take);
+        // Refused before anything is decoded; counted in modelship_auth_total only.
+        authorize(&self.state, &request).map_err(|e| status(&e))?;
         let request_id = request
             .metadata()
             .get(REQUEST_ID.as_str())

@@ -12,6 +12,7 @@ use serde::Serialize;
 use utoipa::openapi::response::{Response as ApiResponse, ResponseBuilder};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 
+use crate::auth::Refusal;
 use crate::engine::EngineError;
 use crate::protocol::BadRequest;
 
@@ -27,6 +28,8 @@ pub struct ErrorBody {
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -45,6 +48,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -58,6 +62,12 @@ impl ApiError {
 impl From<BadRequest> for ApiError {
     fn from(e: BadRequest) -> Self {
         ApiError::BadRequest(e.0)
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        ApiError::Unauthorized(r.message().to_string())
     }
 }
 
@@ -87,6 +97,12 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(r#"Bearer realm="modelship""#),
+            );
+        }
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
@@ -141,6 +157,7 @@ macro_rules! error_responses {
 error_responses!(
     /// What an inference route can answer besides its outputs.
     InferErrors {
+        Unauthorized => "No valid API key (only when the server has --api-keys-dir)",
         BadRequest => "Invalid input: malformed JSON, unknown input or output, wrong datatype or shape",
         NotFound => "No such model or version",
         RequestTimeout => "The client sent the body too slowly",
@@ -154,6 +171,7 @@ error_responses!(
 error_responses!(
     /// A route about one model, by name.
     ModelErrors {
+        Unauthorized => "No valid API key (only when the server has --api-keys-dir)",
         NotFound => "No such model",
         Unavailable => "The model is still loading, failed to load, or the server is shutting down",
     }
@@ -162,6 +180,7 @@ error_responses!(
 error_responses!(
     /// A route about one version of a model.
     VersionErrors {
+        Unauthorized => "No valid API key (only when the server has --api-keys-dir)",
         NotFound => "No such model or version",
         Unavailable => "The model is still loading, failed to load, or the server is shutting down",
     }
@@ -185,9 +204,18 @@ mod tests {
     #[test]
     fn documented_codes_are_the_codes_sent() {
         let codes: Vec<String> = InferErrors::responses().into_keys().collect();
-        assert_eq!(codes, ["400", "404", "408", "413", "429", "500", "503"]);
+        assert_eq!(
+            codes,
+            ["400", "401", "404", "408", "413", "429", "500", "503"]
+        );
         let sent = ApiError::TooManyRequests("full".into()).into_response();
         assert_eq!(sent.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(sent.headers()["retry-after"], "1");
+        let refused = ApiError::from(Refusal::Wrong).into_response();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            refused.headers()["www-authenticate"],
+            r#"Bearer realm="modelship""#
+        );
     }
 }

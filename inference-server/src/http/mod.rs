@@ -1,11 +1,16 @@
-//! The HTTP server: the router and its layers (request id, tracing span,
-//! body timeout). Handlers are thin: read the body, decode it with
+//! The HTTP server: the router and its layers (request id, tracing span
+//! without headers, so no API key is ever logged, body timeout, the
+//! `x-modelship-variant` header on every answer). Handlers are thin: read the body, decode it with
 //! `protocol`, hand the tensors to the model's engine, encode the answer;
 //! every error becomes a status code in one place (`error.rs`).
 //!
 //! Routes: `v2.rs` (Open Inference Protocol v2), `v1.rs` (`instances` /
 //! `predictions`), `page.rs` (the web page), `metrics.rs`, `openapi.rs`
-//! (the document of them all); `shared.rs` holds what they share.
+//! (the document of them all); `shared.rs` holds what they share, including
+//! the API key check ([`shared::Authorized`]) that the routes taking or
+//! revealing model data (infer, predict, model metadata, the page's card)
+//! take as an argument; health, readiness, `/metrics`, `/openapi.json` (a
+//! static document, no model's schema), the page's HTML and assets are open.
 
 pub mod error;
 pub mod metrics;
@@ -20,17 +25,20 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::http::HeaderValue;
 use axum::routing::get;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
 use error::ApiError;
-pub use shared::REQUEST_ID;
+pub use shared::{REQUEST_ID, VARIANT};
 
 /// Builds the server's router over `state`.
 pub fn router(state: Arc<AppState>, body_timeout: Duration) -> Router {
+    let variant = state.access.variant.clone();
     let routes = Router::new()
         .merge(v2::routes())
         .merge(v1::routes())
@@ -40,7 +48,18 @@ pub fn router(state: Arc<AppState>, body_timeout: Duration) -> Router {
         .fallback(not_found)
         .with_state(state)
         .layer(RequestBodyTimeoutLayer::new(body_timeout));
-    with_request_id(routes)
+    with_variant(with_request_id(routes), &variant)
+}
+
+/// Names the variant that answered (`x-modelship-variant: primary`) in every
+/// response; over gRPC the header is the call's response metadata. A
+/// variant that is not a valid header value (the flag's parser prevents it)
+/// is left out.
+pub fn with_variant(routes: Router, variant: &str) -> Router {
+    match HeaderValue::from_str(variant) {
+        Ok(value) => routes.layer(SetResponseHeaderLayer::overriding(VARIANT, value)),
+        Err(_) => routes,
+    }
 }
 
 /// Gives every request an `x-request-id` (kept when the client sends one,

@@ -15,7 +15,7 @@ use axum::routing::get;
 use serde::Serialize;
 
 use super::error::{ApiError, ModelErrors};
-use super::shared::find_model;
+use super::shared::{Authorized, find_model};
 use crate::state::{AppState, ModelState};
 
 const INDEX_HTML: &str = include_str!("../../assets/index.html");
@@ -138,6 +138,7 @@ pub async fn model_page(State(state): State<Arc<AppState>>, Path(name): Path<Str
     )
 )]
 pub async fn model_card(
+    _: Authorized,
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<CardResponse>, ApiError> {

@@ -1,12 +1,16 @@
 //! What every route shares: reading a body within its limits, finding the
-//! model a request names, answering readiness, and counting the request.
+//! model a request names, answering readiness, counting the request, and
+//! the API key check of the routes that take or reveal model data
+//! ([`Authorized`]).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderName, StatusCode};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
@@ -16,6 +20,42 @@ use crate::state::{AppState, Lookup, ServedModel};
 
 /// The header that carries a request's id (set when the client sends none).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The header that names the variant (`primary`, `canary`) that answered.
+pub const VARIANT: HeaderName = HeaderName::from_static("x-modelship-variant");
+
+/// The header an API key may come in, instead of `Authorization: Bearer`.
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// Proof that a request presented a valid API key (or that none is asked
+/// for): a handler that takes or reveals model data takes this argument, so
+/// a missing or wrong key is a 401 before the body is read. The 401 closes
+/// an HTTP/1.1 connection (`Connection: close`): the unread body cannot be
+/// skipped, and a client told so opens a new connection for its next
+/// request instead of finding this one closed under it.
+pub struct Authorized;
+
+impl FromRequestParts<Arc<AppState>> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let get = |name: &HeaderName| parts.headers.get(name).map(|v| v.as_bytes());
+        match state.authorize(get(&header::AUTHORIZATION), get(&X_API_KEY)) {
+            Ok(()) => Ok(Authorized),
+            Err(refusal) => {
+                let mut resp = ApiError::from(refusal).into_response();
+                if parts.version <= axum::http::Version::HTTP_11 {
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Err(resp)
+            }
+        }
+    }
+}
 
 /// Reads a whole request body, enforcing the size limit: 413 when over it,
 /// 408 when the client is too slow to send it.

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::error::{ApiError, InferErrors, UnknownModel};
-use super::shared::{find_model, finish, model_readiness, read_body};
+use super::shared::{Authorized, find_model, finish, model_readiness, read_body};
 use crate::protocol::v1;
 use crate::state::{AppState, ServedModel};
 
@@ -44,6 +44,7 @@ pub(crate) async fn model_status(
         InferErrors,
     ))]
 pub(crate) async fn predict(
+    _: Authorized,
     State(state): State<Arc<AppState>>,
     Path(segment): Path<String>,
     body: Body,

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use super::error::{
     ApiError, InferErrors, ModelErrors, UnknownModel, UnknownVersion, VersionErrors,
 };
-use super::shared::{REQUEST_ID, find_model, finish, model_readiness, read_body};
+use super::shared::{Authorized, REQUEST_ID, find_model, finish, model_readiness, read_body};
 use crate::protocol::schema::{Live, Ready};
 use crate::protocol::v2::{self, HEADER_CONTENT_LENGTH, ModelMetadata, ServerMetadata};
 use crate::state::{AppState, ServedModel};
@@ -85,6 +85,7 @@ pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> Response {
         ModelErrors,
     ))]
 pub(crate) async fn model_metadata(
+    _: Authorized,
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
@@ -99,6 +100,7 @@ pub(crate) async fn model_metadata(
         VersionErrors,
     ))]
 pub(crate) async fn model_metadata_version(
+    _: Authorized,
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
@@ -150,6 +152,7 @@ pub(crate) async fn model_ready_version(
         InferErrors,
     ))]
 pub(crate) async fn infer(
+    _: Authorized,
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -168,6 +171,7 @@ pub(crate) async fn infer(
         InferErrors,
     ))]
 pub(crate) async fn infer_version(
+    _: Authorized,
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,

@@ -14,6 +14,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
 from conftest import FLOWERS, LABELS, Server
+from test_web_page import browser, fill_flower  # noqa: F401  (browser: the Chromium fixture; skips with its reason)
 
 # The server reads the directory every 2 s (auth::RELOAD_INTERVAL); the tests allow a margin.
 RELOAD_WITHIN_S = 6
@@ -206,3 +207,34 @@ def test_a_keys_dir_without_keys_refuses_everything(tmp_path):
         assert "every request to a protected route is refused" in Path(s.log.name).read_text()
     finally:
         s.stop()
+
+
+def test_the_page_asks_for_the_key_and_keeps_it_for_the_tab(locked, browser):  # noqa: F811
+    page = browser.new_page()
+    page.set_default_timeout(15_000)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(locked.url + "/models/iris")
+        page.wait_for_selector("#key-form:not([hidden])")
+        page.fill("#api-key", "not-a-key")
+        page.get_by_role("button", name="Use this key").click()
+        page.wait_for_function("document.getElementById('key-help').textContent.includes('refused')")
+        page.fill("#api-key", "alice-key-1")
+        page.get_by_role("button", name="Use this key").click()
+        page.wait_for_selector("#single:not([hidden])")
+        assert page.is_hidden("#key-form")
+        fill_flower(page, FLOWERS[2])
+        page.get_by_role("button", name="Predict").click()
+        prediction = page.locator("#single-result .prediction")
+        prediction.wait_for()
+        assert prediction.inner_text() == "virginica"
+        assert page.evaluate("sessionStorage.getItem('modelship-api-key')") == "alice-key-1"
+        assert page.evaluate("localStorage.length") == 0
+        # A reload in the same tab keeps the key: no question.
+        page.reload()
+        page.wait_for_selector("#single:not([hidden])")
+        assert page.is_hidden("#key-form")
+    finally:
+        page.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

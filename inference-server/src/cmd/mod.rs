@@ -105,6 +105,28 @@ mod tests {
     }
 
     #[test]
+    fn variant_is_primary_by_default_and_a_short_token() {
+        let parse = |extra: &[&str]| {
+            Cli::try_parse_from(
+                ["modelship-server", "serve", "--model", "m.onnx"]
+                    .into_iter()
+                    .chain(extra.iter().copied()),
+            )
+            .map(|cli| match cli.command {
+                Command::Serve(args) => (args.variant, args.api_keys_dir),
+                _ => panic!("expected serve"),
+            })
+        };
+        assert_eq!(parse(&[]).unwrap(), ("primary".to_string(), None));
+        let (variant, keys) = parse(&["--variant", "canary", "--api-keys-dir", "/k"]).unwrap();
+        assert_eq!(variant, "canary");
+        assert_eq!(keys.as_deref(), Some(std::path::Path::new("/k")));
+        for bad in ["", "a b", "x\n", &"v".repeat(33)] {
+            assert!(parse(&["--variant", bad]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn durations_parse_humanly() {
         let cli = Cli::try_parse_from([
             "modelship-server",

@@ -83,7 +83,8 @@ skip_all() {
   for t in helm_install_operator_ready $AFTER_INSTALL; do skip_test "$t" "$1"; done
 }
 AFTER_INSTALL="iris_ready_and_predicts $PUBLIC_TESTS rolling_update_under_load autoscaling_out_and_in
-  missing_model_is_degraded_then_fixed operator_killed_standby_takes_over delete_removes_children
+  missing_model_is_degraded_then_fixed operator_killed_standby_takes_over public_url_through_ingress
+  delete_removes_children
   uninstall_keeps_only_the_crd"
 
 # wait_for SECONDS WHAT 'SHELL CODE': evaluate the code once a second (its

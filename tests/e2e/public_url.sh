@@ -15,6 +15,9 @@
 #                                     paths and /iris/metrics 404
 #   public_url_removed_with_expose    expose removed -> HTTPRoute gone, status.url the
 #                                     in-cluster URL, the public URL 404s
+#   public_url_through_ingress        the operator in Ingress mode (class traefik): a
+#                                     prediction through the Ingress, /metrics 404, a canary
+#                                     refused (CanaryUnsupported); run after the leader tests
 #
 # No name is looked up: curl connects to the gateway's 127.0.0.1 port itself
 # (--connect-to, the URL and its Host header unchanged), Chromium maps
@@ -158,4 +161,45 @@ test_public_url_removed_with_expose() {
   case "$(mdep_url)" in http://$WEB.$NS.svc*) ;; *) fail "status.url is not the in-cluster URL: $(mdep_url)" ;; esac
   wait_for 30 "the public URL to 404" 'test "$(gw_status "$url/ready")" = 404' || fail "$url still answers"
   kubectl -n "$NS" delete mdep "$WEB" --wait=true
+}
+
+# public_url_through_ingress: the operator switched to Ingress mode (helm
+# upgrade, class traefik: Traefik's Ingress provider, same entry point): a
+# prediction through the public URL, /metrics 404, and a canary refused with
+# CanaryReady=False/CanaryUnsupported. The operator goes back to gateway mode.
+test_public_url_through_ingress() {
+  need_gateway
+  local t0=$SECONDS url
+  helm upgrade "$RELEASE" "$ROOT/charts/modelship" -n "$RELEASE_NS" --reuse-values --wait --timeout 180s \
+    --set expose.mode=ingress --set expose.ingressClass=traefik
+  kubectl -n "$RELEASE_NS" rollout status "deployment/$RELEASE" --timeout=120s
+  echo "MEASURED helm upgrade to Ingress mode, operator rolled: $((SECONDS - t0)) s"
+  kubectl -n "$NS" apply -f - <<YAML
+apiVersion: modelship.io/v1alpha1
+kind: ModelDeployment
+metadata: {name: ing}
+spec:
+  model: {uri: "builtin://iris", version: "1"}
+  expose: {}
+  canary:
+    model: {uri: "builtin://iris", version: "2"}
+    trafficPercent: 10
+YAML
+  kubectl -n "$NS" wait mdep/ing --for=condition=Ready --timeout="${READY_BOUND}s"
+  wait_for 60 "Exposed" 'kubectl -n "$NS" wait mdep/ing --for=condition=Exposed --timeout=1s' ||
+    { kubectl -n "$NS" get mdep ing -o jsonpath='{.status.conditions}'; fail "not Exposed in Ingress mode"; }
+  kubectl -n "$NS" get ingress ing -o yaml
+  url="$(kubectl -n "$NS" get mdep ing -o jsonpath='{.status.url}')"
+  [ "$url" = "http://ing-$NS.localhost/v2/models/ing" ] || fail "status.url is '$url'"
+  wait_for 30 "a prediction through the Ingress" 'predicts_through_gateway "$url"' || fail "no prediction through $url"
+  [ "$(gw_status "http://ing-$NS.localhost/metrics")" = 404 ] || fail "/metrics is reachable through the Ingress"
+  local reason
+  reason="$(kubectl -n "$NS" get mdep ing -o jsonpath='{.status.conditions[?(@.type=="CanaryReady")].reason}')"
+  kubectl -n "$NS" get mdep ing -o jsonpath='{.status.conditions[?(@.type=="CanaryReady")]}'; echo
+  [ "$reason" = CanaryUnsupported ] || fail "CanaryReady reason is '$reason', not CanaryUnsupported"
+  if kubectl -n "$NS" get deployment ing-canary 2>/dev/null; then fail "the canary was deployed in Ingress mode"; fi
+  kubectl -n "$NS" delete mdep ing --wait=true
+  helm upgrade "$RELEASE" "$ROOT/charts/modelship" -n "$RELEASE_NS" --reuse-values --wait --timeout 180s \
+    --set expose.mode=gateway
+  kubectl -n "$RELEASE_NS" rollout status "deployment/$RELEASE" --timeout=120s
 }

@@ -47,6 +47,9 @@ struct ServerPods<'a> {
     /// `None`: an HPA owns the replicas.
     replicas: Option<i32>,
     labels: BTreeMap<String, String>,
+    /// `MODELSHIP_VARIANT` of the server (its answers' `x-modelship-variant` header and its
+    /// metrics' `variant` label); `None` leaves the server's default, `primary`.
+    variant: Option<&'static str>,
 }
 
 /// Builds the Deployment of `v`.
@@ -63,6 +66,7 @@ pub fn build_deployment(v: &Validated) -> Deployment {
                 Scaling::Autoscaled(_) => None,
             },
             labels: labels(&v.name),
+            variant: None,
         },
     )
 }
@@ -78,6 +82,7 @@ pub fn build_canary_deployment(v: &Validated, canary: &Canary) -> Deployment {
             version: canary.version.as_deref(),
             replicas: Some(canary.replicas),
             labels: canary_labels(&v.name, &canary.name),
+            variant: Some("canary"),
         },
     )
 }
@@ -139,6 +144,9 @@ fn server_deployment(v: &Validated, pods: &ServerPods<'_>) -> Deployment {
     // kube-proxy and ingress controllers drop the pod from their endpoints
     // before its listener closes: rolling updates lose no request.
     env.push(env_var("MODELSHIP_DRAIN_DELAY", DRAIN_DELAY));
+    if let Some(variant) = pods.variant {
+        env.push(env_var("MODELSHIP_VARIANT", variant));
+    }
     if let Some(auth) = &v.auth {
         // Files, not variables: the kubelet refreshes a mounted Secret in place, so a
         // rotated key takes effect without a restart.

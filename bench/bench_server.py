@@ -63,6 +63,8 @@ def main() -> int:
     ap.add_argument("--clients", default="1,2,4,8,16,32,64,128", help="closed-loop concurrencies")
     ap.add_argument("--rates", default="1000,5000,20000", help="open-loop rates (req/s); the rate where "
                     "batching-off stops keeping up is added")
+    ap.add_argument("--servers", default="", help="only the servers whose name contains this (a quick check; "
+                    "the report then lacks the other columns)")
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks.md"))
     ap.add_argument("--plot", default=str(ROOT / "docs/benchmarks-sweep.svg"))
     args = ap.parse_args()
@@ -71,7 +73,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="modelship-bench-"))
     started = time.time()
     with ExitStack() as stack:
-        servers = [stack.enter_context(p) for p in peers(tmp, has_old_policy())]
+        chosen = [p for p in peers(tmp, has_old_policy()) if args.servers in p.name]
+        servers = [stack.enter_context(p) for p in chosen]
         for s in servers:
             oha(s.url, 2, 32)  # warm-up, not recorded
         closed = sweep(servers, clients, args.repeats, args.seconds, closed=True)
@@ -82,6 +85,12 @@ def main() -> int:
         opened = sweep(servers, rates, args.repeats, args.seconds, closed=False)
         rss = {s.name: s.rss_mib() for s in servers}
     names = [s.name for s in servers]
+    if args.servers:
+        # A partial run: medians on the terminal, docs/benchmarks.md untouched.
+        for n in names:
+            print(n, {c: round(p["rps"]) for c, p in closed[n].items()}, {r: round(p["p99_ms"], 2) for r, p in opened[n].items()})
+        print("\n".join(report.closed_table(names, closed)))
+        return 0
     write(Path(args.out), Path(args.plot), names, closed, opened, rss, runtime_rates(), args, time.time() - started)
     shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -15,7 +15,12 @@
 //! whose queue is empty waits only while admitted requests are still on their
 //! way, at most `max_batch_delay`; with none on the way it runs at once. With
 //! closed-loop clients that is exact: once every admitted request is in the
-//! batch, nobody else can join it. A lone request never waits. The fixed
+//! batch, nobody else can join it. A lone request never waits. Under load
+//! (the last batch held several jobs) it also lets the runtime read its
+//! sockets before it runs, as long as that brings more rows. Saturated (the
+//! last batch was full, or left a job over), it waits for the batch to fill,
+//! up to the delay: more requests than a batch holds are in flight then, so
+//! the wait is short and a full batch costs least per request. The fixed
 //! policy (the one before) waits the whole delay under load instead.
 //!
 //! [`validate`] holds the checks a request passes before it is queued,
@@ -203,6 +208,46 @@ impl Engine {
     }
 }
 
+/// What the batcher knows of the batch before this one.
+#[derive(Debug, Default, Clone, Copy)]
+struct Recent {
+    /// Jobs in it: more than one means requests arrive faster than batches run.
+    jobs: usize,
+    /// It was full, or a job was left over for this one: the server is saturated.
+    full: bool,
+}
+
+/// How a forming batch may wait once its queue is empty.
+#[derive(Debug, PartialEq, Eq)]
+enum Plan {
+    RunNow,
+    /// Wait for the batch to fill, up to the delay.
+    Fill,
+    /// Wait while admitted requests are on their way, up to the delay.
+    ForArrivals {
+        under_load: bool,
+    },
+}
+
+/// The batching policy, as a pure decision (see the module documentation).
+fn plan_wait(wait: BatchWait, max_batch_size: usize, recent: Recent, others_busy: bool) -> Plan {
+    if max_batch_size == 1 {
+        return Plan::RunNow;
+    }
+    match wait {
+        // Saturated: more requests than a batch holds are in flight, so the
+        // batch fills quickly, and a full batch costs least per request.
+        BatchWait::Admitted if recent.full => Plan::Fill,
+        BatchWait::Admitted => Plan::ForArrivals {
+            under_load: recent.jobs > 1,
+        },
+        // Under load only: with every other worker idle and the last batch a
+        // lone job, the jobs already queued are all there is.
+        BatchWait::Fixed if others_busy || recent.jobs > 1 => Plan::Fill,
+        BatchWait::Fixed => Plan::RunNow,
+    }
+}
+
 async fn batcher(
     name: Arc<str>,
     backend: Arc<dyn Backend>,
@@ -213,9 +258,7 @@ async fn batcher(
 ) {
     let workers = Arc::new(Semaphore::new(config.workers));
     let mut held: Option<Job> = None;
-    // Jobs in the batch before this one: more than one means requests are
-    // arriving faster than batches run.
-    let mut last_jobs = 0;
+    let mut recent = Recent::default();
     // Numbers batches for the traces, from 1.
     let mut batch_id = 0u64;
     loop {
@@ -230,31 +273,26 @@ async fn batcher(
             },
         };
         let deadline = Instant::now() + config.max_batch_delay;
-        let wait = match config.wait {
-            _ if config.max_batch_size == 1 => Wait::No,
-            BatchWait::Admitted => Wait::ForArrivals {
+        let others_busy = workers.available_permits() + 1 < config.workers;
+        let wait = match plan_wait(config.wait, config.max_batch_size, recent, others_busy) {
+            Plan::RunNow => Wait::No,
+            Plan::Fill => Wait::Until(deadline),
+            Plan::ForArrivals { under_load } => Wait::ForArrivals {
                 arrivals: &arrivals,
                 deadline,
-                under_load: last_jobs > 1,
+                under_load,
             },
-            // Under load only: with every other worker idle and the last
-            // batch a lone job, the jobs already queued are all there is.
-            BatchWait::Fixed => {
-                let others_busy = workers.available_permits() + 1 < config.workers;
-                if others_busy || last_jobs > 1 {
-                    Wait::Until(deadline)
-                } else {
-                    Wait::No
-                }
-            }
         };
         let Gathered {
             jobs: batch,
             rows,
             held: next,
         } = gather(first, &mut rx, config.max_batch_size, wait).await;
+        recent = Recent {
+            jobs: batch.len(),
+            full: rows >= config.max_batch_size || next.is_some(),
+        };
         held = next;
-        last_jobs = batch.len();
         metrics.queue_depth.dec_by(batch.len() as i64);
         let backend = backend.clone();
         let metrics = metrics.clone();
@@ -569,5 +607,39 @@ mod tests {
             vec![2],
             "one batch of both"
         );
+    }
+
+    #[test]
+    fn the_policy_waits_for_arrivals_fills_only_when_saturated_and_never_without_batching() {
+        let r = |jobs, full| Recent { jobs, full };
+        let admitted = |recent| plan_wait(BatchWait::Admitted, 32, recent, false);
+        assert_eq!(
+            admitted(r(0, false)),
+            Plan::ForArrivals { under_load: false }
+        );
+        assert_eq!(
+            admitted(r(1, false)),
+            Plan::ForArrivals { under_load: false }
+        );
+        assert_eq!(
+            admitted(r(8, false)),
+            Plan::ForArrivals { under_load: true }
+        );
+        assert_eq!(
+            admitted(r(32, true)),
+            Plan::Fill,
+            "a full batch before: saturated"
+        );
+        let fixed = |recent, busy| plan_wait(BatchWait::Fixed, 32, recent, busy);
+        assert_eq!(fixed(r(1, false), false), Plan::RunNow);
+        assert_eq!(fixed(r(1, false), true), Plan::Fill);
+        assert_eq!(fixed(r(2, false), false), Plan::Fill);
+        for wait in [BatchWait::Admitted, BatchWait::Fixed] {
+            assert_eq!(
+                plan_wait(wait, 1, r(5, true), true),
+                Plan::RunNow,
+                "batching off"
+            );
+        }
     }
 }

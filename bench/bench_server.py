@@ -6,7 +6,7 @@ The sweep: closed-loop clients 1..128 and open-loop rates, for modelship with
 its defaults, with batching off and (when the binary has it) with the old
 fixed-wait policy, the peers and an empty axum handler (the HTTP ceiling).
 Every server runs at once, pinned to one core, the load generator to the
-other; each point is repeated and the servers interleaved (A B C A B C ...),
+other; each point is repeated and the servers interleaved (A B C, then B C A, ...),
 and the tables report medians, since runs here vary by several percent.
 """
 
@@ -38,8 +38,10 @@ def has_old_policy() -> bool:
 def sweep(servers, points, repeats: int, seconds: float, closed: bool) -> dict[str, dict[int, dict]]:
     runs: dict[str, dict[int, list]] = {s.name: {p: [] for p in points} for s in servers}
     for rep in range(repeats):
+        # Each repeat starts with another server, so that no server always runs first.
+        order = servers[rep % len(servers):] + servers[:rep % len(servers)]
         for p in points:
-            for s in servers:
+            for s in order:
                 if closed:
                     r = oha(s.url, seconds, p)
                 else:

@@ -58,32 +58,27 @@ def open_verdicts(opened: dict[str, dict[int, dict]]) -> dict[int, str]:
     return out
 
 
-def closed_table(names: list[str], closed: dict[str, dict[int, dict]]) -> list[str]:
-    clients = sorted({c for d in closed.values() for c in d})
-    verdicts = closed_verdicts(closed)
-    head = "| clients | " + " | ".join(f"{n} req/s (p99 ms)" for n in names) + " | acceptance |"
+def table(first: str, column: str, names: list[str], points: dict[str, dict[int, dict]],
+          verdicts: dict[int, str], key=str) -> list[str]:
+    """One Markdown row per point, one `req/s (p99 ms)` cell per server, and the verdict."""
+    keys = sorted({k for d in points.values() for k in d})
+    head = f"| {first} | " + " | ".join(f"{n} {column} (p99 ms)" for n in names) + " | acceptance |"
     lines = [head, "|" + "---:|" * (len(names) + 1) + "---|"]
-    for c in clients:
+    for k in keys:
         cells = []
         for n in names:
-            p = closed.get(n, {}).get(c)
+            p = points.get(n, {}).get(k)
             cells.append("–" if p is None else f"{p['rps']:,.0f} ({p['p99_ms']:.2f})")
-        lines.append(f"| {c} | " + " | ".join(cells) + f" | {verdicts.get(c, '')} |")
+        lines.append(f"| {key(k)} | " + " | ".join(cells) + f" | {verdicts.get(k, '')} |")
     return lines
+
+
+def closed_table(names: list[str], closed: dict[str, dict[int, dict]]) -> list[str]:
+    return table("clients", "req/s", names, closed, closed_verdicts(closed))
 
 
 def open_table(names: list[str], opened: dict[str, dict[int, dict]]) -> list[str]:
-    rates = sorted({r for d in opened.values() for r in d})
-    verdicts = open_verdicts(opened)
-    head = "| offered req/s | " + " | ".join(f"{n} achieved (p99 ms)" for n in names) + " | acceptance |"
-    lines = [head, "|" + "---:|" * (len(names) + 1) + "---|"]
-    for rate in rates:
-        cells = []
-        for n in names:
-            p = opened.get(n, {}).get(rate)
-            cells.append("–" if p is None else f"{p['rps']:,.0f} ({p['p99_ms']:.2f})")
-        lines.append(f"| {rate:,} | " + " | ".join(cells) + f" | {verdicts.get(rate, '')} |")
-    return lines
+    return table("offered req/s", "achieved", names, opened, open_verdicts(opened), key="{:,}".format)
 
 
 def plot(path: Path, names: list[str], closed: dict[str, dict[int, dict]]) -> None:

@@ -107,3 +107,9 @@ bench-server: ## Benchmark modelship vs MLServer and KServe (writes docs/benchma
 	bench/setup.sh
 	cargo build --release --locked -p modelship-server -p modelship-operator --bins --examples
 	$(PY) bench/bench_server.py
+
+.PHONY: bench-heavy
+bench-heavy: ## Compute-heavy models (digits MLP, CNN): batching on/off, tract/ORT, MLServer, KServe (docs/benchmarks.md)
+	bench/setup.sh
+	cargo build --release --locked -p modelship-server --bins
+	$(PY) bench/bench_heavy.py

@@ -1,7 +1,8 @@
 """The KServe peer of `make bench-server`: a `kserve.Model` that runs the same
-Iris ONNX file with onnxruntime, served by KServe's own ModelServer (v1 + v2 REST).
+ONNX file with onnxruntime, served by KServe's own ModelServer (v1 + v2 REST).
+The model's first input takes the request's first tensor; every output is returned.
 
-Usage: python bench/kserve_server.py PORT MODEL.onnx
+Usage: python bench/kserve_server.py PORT MODEL.onnx [NAME]   (NAME defaults to iris)
 """
 
 import sys
@@ -27,7 +28,7 @@ def _loopback_config(self, *args, **kwargs):
 uvicorn.Config.__init__ = _loopback_config
 
 
-class OnnxIris(kserve.Model):
+class OnnxModel(kserve.Model):
     def __init__(self, name: str, path: str):
         super().__init__(name)
         self.path = path
@@ -41,26 +42,22 @@ class OnnxIris(kserve.Model):
         return self.ready
 
     async def predict(self, payload: InferRequest, headers=None, response_headers=None) -> InferResponse:
-        x = payload.inputs[0].as_numpy().astype(np.float32)
-        label, probabilities = self.session.run(["label", "probabilities"], {"input": x})
-        return InferResponse(
-            model_name=self.name,
-            infer_outputs=[
-                InferOutput(name="label", shape=list(label.shape), datatype="INT64", data=label.tolist()),
-                InferOutput(
-                    name="probabilities",
-                    shape=list(probabilities.shape),
-                    datatype="FP32",
-                    data=probabilities.flatten().tolist(),
-                ),
-            ],
-            # The v2 protocol makes the request id optional; the response always has one.
-            response_id=payload.id or str(uuid.uuid4()),
-        )
+        first = self.session.get_inputs()[0]
+        x = payload.inputs[0].as_numpy().astype(np.float32).reshape(
+            [-1 if not isinstance(d, int) else d for d in first.shape])
+        names = [o.name for o in self.session.get_outputs()]
+        results = self.session.run(names, {first.name: x})
+        outputs = []
+        for name, value in zip(names, results):
+            datatype = "INT64" if value.dtype == np.int64 else "FP32"
+            outputs.append(InferOutput(name=name, shape=list(value.shape), datatype=datatype,
+                                       data=value.flatten().tolist()))
+        # The v2 protocol makes the request id optional; the response always has one.
+        return InferResponse(model_name=self.name, infer_outputs=outputs, response_id=payload.id or str(uuid.uuid4()))
 
 
 if __name__ == "__main__":
     port, path = int(sys.argv[1]), sys.argv[2]
-    model = OnnxIris("iris", path)
+    model = OnnxModel(sys.argv[3] if len(sys.argv) > 3 else "iris", path)
     model.load()
     kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start([model])

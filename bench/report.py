@@ -59,10 +59,10 @@ def open_verdicts(opened: dict[str, dict[int, dict]]) -> dict[int, str]:
 
 
 def table(first: str, column: str, names: list[str], points: dict[str, dict[int, dict]],
-          verdicts: dict[int, str], key=str) -> list[str]:
+          verdicts: dict[int, str], key=str, last: str = "acceptance") -> list[str]:
     """One Markdown row per point, one `req/s (p99 ms)` cell per server, and the verdict."""
     keys = sorted({k for d in points.values() for k in d})
-    head = f"| {first} | " + " | ".join(f"{n} {column} (p99 ms)" for n in names) + " | acceptance |"
+    head = f"| {first} | " + " | ".join(f"{n} {column} (p99 ms)" for n in names) + f" | {last} |"
     lines = [head, "|" + "---:|" * (len(names) + 1) + "---|"]
     for k in keys:
         cells = []

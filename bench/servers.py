@@ -40,10 +40,11 @@ def pinned(cpu: str, cmd: list[str]) -> list[str]:
 class Peer:
     """One server process: started on entry (ready once a real request succeeds), stopped on exit."""
 
-    def __init__(self, name: str, cmd: list[str], port: int, ready_path: str | None, cwd=None, env=None):
+    def __init__(self, name: str, cmd: list[str], port: int, ready_path: str | None, cwd=None, env=None,
+                 model: str = "iris", body: str = BODY):
         self.name, self.cmd, self.port, self.ready_path = name, cmd, port, ready_path
-        self.cwd, self.env = cwd, env
-        self.url = f"http://127.0.0.1:{port}/v2/models/iris/infer"
+        self.cwd, self.env, self.body = cwd, env, body
+        self.url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
 
     def __enter__(self):
         self.log = tempfile.NamedTemporaryFile("w+", prefix="bench-", suffix=".log", delete=False)
@@ -56,7 +57,7 @@ class Peer:
             try:
                 if self.ready_path is None or requests.get(
                         f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=1).status_code == 200:
-                    check = requests.post(self.url, data=BODY, headers={"Content-Type": "application/json"}, timeout=5)
+                    check = requests.post(self.url, data=self.body, headers={"Content-Type": "application/json"}, timeout=5)
                     if check.status_code == 200:
                         return self
             except requests.RequestException:
@@ -88,10 +89,10 @@ class Peer:
         Path(self.log.name).unlink(missing_ok=True)
 
 
-def oha(url: str, seconds: float, connections: int, rate: int | None = None) -> dict:
+def oha(url: str, seconds: float, connections: int, rate: int | None = None, body: str = BODY) -> dict:
     """One bounded load run: closed loop over `connections`, or open loop at `rate` req/s."""
     cmd = [str(OHA), "-z", f"{seconds}s", "-c", str(connections), "--no-tui", "--output-format", "json",
-           "-m", "POST", "-H", "Content-Type: application/json", "-d", BODY]
+           "-m", "POST", "-H", "Content-Type: application/json", "-d", body]
     if rate:
         cmd += ["-q", str(rate), "--latency-correction"]
     out = subprocess.run(pinned(LOAD_CPU, cmd + [url]), capture_output=True, text=True, timeout=seconds + 60)
@@ -136,12 +137,13 @@ def mlserver_dir(tmp: Path, port: int) -> Path:
     return d
 
 
-def modelship(name: str, runtime: str, *flags: str) -> Peer:
+def modelship(name: str, runtime: str, *flags: str, model: str = "builtin://iris", model_name: str = "iris",
+              body: str = BODY) -> Peer:
     port = free_port()
     server = TARGET / "release/modelship-server"
-    return Peer(name, [str(server), "serve", "--model", "builtin://iris", "--runtime", runtime,
+    return Peer(name, [str(server), "serve", "--model", model, "--model-name", model_name, "--runtime", runtime,
                        "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0", "--log", "warn", *flags],
-                port, "/v2/health/ready", cwd=ROOT)
+                port, "/v2/health/ready", cwd=ROOT, model=model_name, body=body)
 
 
 def peers(tmp: Path, old_policy: bool) -> list[Peer]:

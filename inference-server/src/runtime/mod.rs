@@ -19,6 +19,7 @@
 //! `libonnxruntime.so*` in `/usr/lib/modelship`, `/usr/local/lib`, `/usr/lib`,
 //! then `$VIRTUAL_ENV` or `./.venv` (`lib/python3*/site-packages/onnxruntime/capi/`).
 
+pub mod check;
 pub mod onnxruntime;
 pub mod tract;
 
@@ -132,13 +133,22 @@ pub enum LoadError {
     },
 }
 
-/// Loads `artifact` with the runtime chosen by `opts`.
-///
+/// Loads `artifact` with the runtime chosen by `opts`, then refuses a
+/// classifier whose label is not its most probable class ([`check`]).
+pub fn load(
+    artifact: &ModelArtifact,
+    opts: &RuntimeOptions,
+) -> Result<Arc<dyn Backend>, LoadError> {
+    let backend = load_runtime(artifact, opts)?;
+    check::label_is_most_probable(backend.as_ref(), artifact)?;
+    Ok(backend)
+}
+
 /// `Auto` uses ONNX Runtime when its library is found (see
 /// [`onnxruntime::find_library`]) and tract otherwise. A library that was
 /// named (flag or environment variable) but cannot be loaded is an error,
 /// not a silent fallback.
-pub fn load(
+fn load_runtime(
     artifact: &ModelArtifact,
     opts: &RuntimeOptions,
 ) -> Result<Arc<dyn Backend>, LoadError> {

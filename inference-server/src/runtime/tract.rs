@@ -69,6 +69,11 @@ impl TractBackend {
         {
             return Err(LoadError::UnsupportedOperator { op });
         }
+        // tract knows these operators but would answer wrong for this use of
+        // them: refuse rather than serve a wrong label.
+        if let Some(op) = graph.node.iter().find_map(misread_tree_classifier) {
+            return Err(LoadError::UnsupportedOperator { op });
+        }
 
         let inputs = declared_inputs(graph);
         let outputs: Vec<Declared> = graph.output.iter().map(declared).collect();
@@ -252,6 +257,54 @@ fn first_unsupported_op(graph: &pb::GraphProto, known: &dyn Fn(&str) -> bool) ->
     None
 }
 
+/// A `TreeEnsembleClassifier` that tract 0.23 builds but answers wrong, or
+/// refuses with a message that does not say why, named with the reason.
+///
+/// A binary classifier whose leaves all score class 0 (skl2onnx's random
+/// forests and gradient boosting, onnxmltools' XGBoost and LightGBM) makes
+/// tract expand the one score into two probabilities (`1 - s`, `s`) but take
+/// the label's argmax over the single score column, so the label is the first
+/// class for every row while the probabilities are right. A `base_values`
+/// list whose length is not the class count (XGBoost's one base score) is
+/// refused by tract with only the attribute's name.
+fn misread_tree_classifier(node: &pb::NodeProto) -> Option<String> {
+    if node.op_type != "TreeEnsembleClassifier" {
+        return None;
+    }
+    let attr = |name: &str| node.attribute.iter().find(|a| a.name == name);
+    let classes = attr("classlabels_int64s")
+        .map(|a| a.ints.len())
+        .or_else(|| attr("classlabels_strings").map(|a| a.strings.len()))?;
+    let one_score = attr("class_ids").is_some_and(|a| a.ints.iter().all(|&id| id == 0));
+    if classes < 3 && one_score {
+        return Some(format!(
+            "TreeEnsembleClassifier (a binary classifier whose trees score one class: \
+             tract 0.23 would answer label {} for every row; ONNX Runtime runs it)",
+            class_name(node, 0)
+        ));
+    }
+    let base_values = attr("base_values").map_or(0, |a| a.floats.len());
+    if base_values != 0 && base_values != classes {
+        return Some(format!(
+            "TreeEnsembleClassifier (base_values has {base_values} values for {classes} classes, \
+             which tract does not accept; ONNX Runtime runs it)"
+        ));
+    }
+    None
+}
+
+/// The label of class `ix` of a classifier node, as its attributes spell it.
+fn class_name(node: &pb::NodeProto, ix: usize) -> String {
+    let attr = |name: &str| node.attribute.iter().find(|a| a.name == name);
+    if let Some(label) = attr("classlabels_int64s").and_then(|a| a.ints.get(ix)) {
+        return label.to_string();
+    }
+    attr("classlabels_strings")
+        .and_then(|a| a.strings.get(ix))
+        .map(|s| format!("{:?}", String::from_utf8_lossy(s)))
+        .unwrap_or_else(|| ix.to_string())
+}
+
 /// tract knows the operator but not this use of it (an attribute value it
 /// lacks, say): still an unsupported operator, with tract's reason.
 fn build_error(graph: &pb::GraphProto, e: &TractError) -> LoadError {
@@ -385,6 +438,85 @@ mod tests {
             matches!(&err, LoadError::UnsupportedOperator { op }
                 if op == "TreeEnsembleClassifier (PROBIT and SOFTMAX_ZERO unsupported)"),
             "{err:?}"
+        );
+    }
+
+    fn attr_ints(name: &str, ints: Vec<i64>) -> pb::AttributeProto {
+        pb::AttributeProto {
+            name: name.into(),
+            ints,
+            ..Default::default()
+        }
+    }
+
+    fn tree_classifier(attribute: Vec<pb::AttributeProto>) -> pb::NodeProto {
+        pb::NodeProto {
+            op_type: "TreeEnsembleClassifier".into(),
+            domain: "ai.onnx.ml".into(),
+            attribute,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_binary_classifier_scoring_one_class_is_refused_with_why() {
+        let node = tree_classifier(vec![
+            attr_ints("classlabels_int64s", vec![0, 1]),
+            attr_ints("class_ids", vec![0, 0, 0]),
+        ]);
+        let op = misread_tree_classifier(&node).unwrap();
+        assert!(
+            op.starts_with("TreeEnsembleClassifier (a binary classifier"),
+            "{op}"
+        );
+        assert!(op.contains("label 0 for every row"), "{op}");
+        assert!(op.contains("ONNX Runtime runs it"), "{op}");
+    }
+
+    #[test]
+    fn string_labels_are_named_in_the_refusal() {
+        let node = tree_classifier(vec![
+            pb::AttributeProto {
+                name: "classlabels_strings".into(),
+                strings: vec![b"benign".to_vec(), b"malignant".to_vec()],
+                ..Default::default()
+            },
+            attr_ints("class_ids", vec![0, 0]),
+        ]);
+        let op = misread_tree_classifier(&node).unwrap();
+        assert!(op.contains("label \"benign\" for every row"), "{op}");
+    }
+
+    #[test]
+    fn classifiers_tract_reads_right_are_not_refused() {
+        // Binary with a score per class, and multiclass with one class id per leaf.
+        let binary_two_scores = tree_classifier(vec![
+            attr_ints("classlabels_int64s", vec![0, 1]),
+            attr_ints("class_ids", vec![0, 1, 0, 1]),
+        ]);
+        let multiclass = tree_classifier(vec![
+            attr_ints("classlabels_int64s", vec![0, 1, 2]),
+            attr_ints("class_ids", vec![0, 0, 0]),
+        ]);
+        assert_eq!(misread_tree_classifier(&binary_two_scores), None);
+        assert_eq!(misread_tree_classifier(&multiclass), None);
+    }
+
+    #[test]
+    fn base_values_of_the_wrong_length_are_named() {
+        let node = tree_classifier(vec![
+            attr_ints("classlabels_int64s", vec![0, 1, 2]),
+            attr_ints("class_ids", vec![0, 1, 2]),
+            pb::AttributeProto {
+                name: "base_values".into(),
+                floats: vec![0.5],
+                ..Default::default()
+            },
+        ]);
+        let op = misread_tree_classifier(&node).unwrap();
+        assert!(
+            op.contains("base_values has 1 values for 3 classes"),
+            "{op}"
         );
     }
 

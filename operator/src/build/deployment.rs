@@ -164,7 +164,7 @@ fn server_deployment(v: &Validated, pods: &ServerPods<'_>) -> Deployment {
     }
     override_env(&mut env, &server.env);
 
-    let server_container = Container {
+    let mut server_container = Container {
         name: SERVER_CONTAINER.into(),
         image: Some(server.image.clone()),
         image_pull_policy: pull_policy,
@@ -192,6 +192,7 @@ fn server_deployment(v: &Validated, pods: &ServerPods<'_>) -> Deployment {
         volume_mounts: Some(server_mounts),
         ..Container::default()
     };
+    super::monitoring::add_monitoring(v, &mut server_container);
 
     let mut pod_labels = pod.labels.clone();
     pod_labels.extend(pods.labels.clone());

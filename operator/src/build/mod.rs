@@ -8,6 +8,7 @@
 
 mod deployment;
 mod hpa;
+mod monitoring;
 pub mod route;
 mod service;
 pub mod traffic;

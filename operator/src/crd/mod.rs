@@ -5,6 +5,7 @@
 //! the operator's `validate` module checks the same rules again, for objects created before a
 //! rule existed and for unit tests.
 
+mod monitoring;
 mod traffic;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use monitoring::{
+    FeedbackSpec, MAX_FEEDBACK_WINDOW, MonitoringSpec, PayloadLogMode, PayloadLogSpec,
+    PayloadLogStatus,
+};
 pub use traffic::{
     AddressStatus, AuthSpec, CanaryModelSpec, CanarySpec, CanaryStatus, ExposeSpec, ExposeTls,
 };
@@ -141,6 +146,10 @@ pub struct ModelDeploymentSpec {
     /// API keys the server requires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+
+    /// Payload logging, ground-truth feedback and the Prometheus the page reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringSpec>,
 }
 
 /// The model to serve.
@@ -406,6 +415,9 @@ pub struct ModelDeploymentStatus {
     /// The canary, when `spec.canary` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryStatus>,
+    /// The payload log of the pods, when `spec.monitoring` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_log: Option<PayloadLogStatus>,
     /// The model being served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelStatus>,

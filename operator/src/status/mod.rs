@@ -133,6 +133,12 @@ pub fn compute_status(
             uri: endpoint.uri,
         }),
         canary,
+        payload_log: match observed {
+            Observed::Invalid(_) => previous_status.and_then(|s| s.payload_log.clone()),
+            Observed::Applied { validated, .. } => {
+                validated.monitoring.as_ref().map(|m| m.status())
+            }
+        },
         conditions: merge_conditions(&kept, updates),
     }
 }

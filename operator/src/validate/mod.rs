@@ -6,6 +6,7 @@
 //! object stored before a rule existed (or applied with validation off) ends up
 //! `Degraded`/`InvalidSpec` with a message naming the field instead of half-built children.
 
+mod monitoring;
 mod names;
 mod source;
 mod traffic;
@@ -23,6 +24,7 @@ use crate::crd::{
 };
 use names::{TOKEN_RULE, is_dns_label, is_token};
 
+pub use monitoring::{Monitoring, PayloadLog};
 pub use source::ModelSource;
 pub use traffic::{CANARY_SUFFIX, DEFAULT_CANARY_REPLICAS, MAX_NAME_WITH_CANARY};
 pub use validated::{
@@ -111,6 +113,7 @@ pub fn validate(md: &ModelDeployment, config: &Config) -> Result<Validated, Inva
     );
     let canary = traffic::canary(spec, &name, model.as_ref(), &mut rules);
     let auth = traffic::auth(spec.auth.as_ref(), &mut rules);
+    let monitoring = monitoring::monitoring(spec.monitoring.as_ref(), &mut rules);
 
     let (
         Some(namespace),
@@ -151,6 +154,7 @@ pub fn validate(md: &ModelDeployment, config: &Config) -> Result<Validated, Inva
         expose,
         canary,
         auth,
+        monitoring,
     })
 }
 

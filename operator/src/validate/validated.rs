@@ -47,6 +47,8 @@ pub struct Validated {
     pub canary: Option<Canary>,
     /// `spec.auth`: the API keys the server requires.
     pub auth: Option<Auth>,
+    /// `spec.monitoring`: payload log, feedback window, the page's Prometheus.
+    pub monitoring: Option<super::Monitoring>,
 }
 
 /// A checked `spec.expose`.

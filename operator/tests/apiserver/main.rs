@@ -15,6 +15,7 @@
 mod bench;
 mod expose;
 mod harness;
+mod monitoring;
 mod status;
 
 use std::time::Duration;

@@ -3,6 +3,7 @@
 # Idempotent: does nothing when the requirements have not changed since the last install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/setup-python-zoo.sh  # the model zoo's own venv (.venv-zoo)
 req=tests/requirements.txt
 venv=${MODELSHIP_VENV:-.venv}
 stamp="$venv/.requirements.sha256"

@@ -86,6 +86,7 @@ unmount_under() { # unmount_under DIR: every mount at or below DIR, deepest firs
 # of this state dir.
 stop_processes() {
   stop_proc traefik
+  stop_proc prometheus
   if "$1"; then
     stop_proc kubelet
     remove_pods

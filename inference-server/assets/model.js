@@ -157,6 +157,11 @@
       "model " + meta.name + " · " + meta.platform + " · in: " + meta.inputs.map(sig).join(", ") +
       " · out: " + meta.outputs.map(sig).join(", ");
 
+    if (imageShape(meta.inputs)) {
+      buildImageForm();
+      status.hidden = true;
+      return;
+    }
     const usable =
       meta.inputs.length === 1 &&
       meta.inputs[0].shape.length === 2 &&
@@ -423,6 +428,181 @@
       return el("tr", {}, ...cells);
     });
     return el("table", {}, el("thead", {}, el("tr", {}, ...head)), el("tbody", {}, ...body));
+  }
+
+  // ---- images ------------------------------------------------------------
+  // A model whose one input is an image ([-1, 1, H, W] or [-1, H, W], floats)
+  // gets a drawing pad and an upload instead of the form. The picture is
+  // scaled to W x H by averaging blocks of pixels, read as brightness 0..1 with
+  // the ink bright (as scikit-learn's digits are; an upload that is dark on
+  // light is inverted), and sent as one row; the answer shows the most
+  // probable classes.
+
+  const PAD = 224; // the drawing pad's size in canvas pixels
+  const TOP_CLASSES = 3;
+
+  function imageShape(inputs) {
+    if (inputs.length !== 1 || !inputs[0].datatype.startsWith("FP")) return null;
+    const s = inputs[0].shape;
+    if (s.length === 4 && s[0] === -1 && s[1] === 1 && s[2] > 0 && s[3] > 0) return { height: s[2], width: s[3] };
+    if (s.length === 3 && s[0] === -1 && s[1] > 0 && s[2] > 0) return { height: s[1], width: s[2] };
+    return null;
+  }
+
+  function buildImageForm() {
+    input = meta.inputs[0];
+    const size = imageShape(meta.inputs);
+    const pad = $("pad");
+    pad.width = PAD;
+    pad.height = PAD;
+    const ctx = pad.getContext("2d", { willReadFrequently: true });
+    const clear = () => {
+      ctx.fillStyle = "#000";
+      ctx.fillRect(0, 0, PAD, PAD);
+      $("image-result").replaceChildren();
+    };
+    clear();
+    $("image-help").textContent =
+      "Draw with the mouse or a finger, or upload a picture; it is scaled to " + size.width + " × " + size.height +
+      " pixels, light ink on a dark ground.";
+    let drawing = false;
+    const point = (e) => {
+      const r = pad.getBoundingClientRect();
+      return [((e.clientX - r.left) * PAD) / r.width, ((e.clientY - r.top) * PAD) / r.height];
+    };
+    const ink = () => {
+      ctx.strokeStyle = "#fff";
+      ctx.lineWidth = PAD / 9;
+      ctx.lineCap = "round";
+      ctx.lineJoin = "round";
+      ctx.stroke();
+    };
+    pad.addEventListener("pointerdown", (e) => {
+      drawing = true;
+      pad.setPointerCapture(e.pointerId);
+      const [x, y] = point(e);
+      ctx.beginPath();
+      ctx.moveTo(x, y);
+      ctx.lineTo(x + 0.1, y);
+      ink();
+    });
+    pad.addEventListener("pointermove", (e) => {
+      if (!drawing) return;
+      const [x, y] = point(e);
+      ctx.lineTo(x, y);
+      ink();
+    });
+    const stop = () => {
+      drawing = false;
+    };
+    pad.addEventListener("pointerup", stop);
+    pad.addEventListener("pointercancel", stop);
+    $("clear-pad").addEventListener("click", clear);
+    $("image-file").addEventListener("change", () => {
+      const file = $("image-file").files[0];
+      if (file) drawUpload(file, ctx).catch((e) => showError($("image-result"), e.message));
+    });
+    $("image-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      predictImage(ctx, size);
+    });
+    $("image").hidden = false;
+  }
+
+  // The upload, fitted into the pad on black; inverted when mostly light.
+  async function drawUpload(file, ctx) {
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(file);
+    } catch (_) {
+      throw new Error("'" + file.name + "' is not an image this browser can read.");
+    }
+    const scale = Math.min(PAD / bitmap.width, PAD / bitmap.height);
+    const w = bitmap.width * scale;
+    const h = bitmap.height * scale;
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, PAD, PAD);
+    ctx.drawImage(bitmap, (PAD - w) / 2, (PAD - h) / 2, w, h);
+    const pixels = ctx.getImageData(0, 0, PAD, PAD);
+    const d = pixels.data;
+    let sum = 0;
+    for (let i = 0; i < d.length; i += 4) sum += brightness(d, i);
+    if (sum / (d.length / 4) > 0.5) {
+      for (let i = 0; i < d.length; i += 4) {
+        d[i] = 255 - d[i];
+        d[i + 1] = 255 - d[i + 1];
+        d[i + 2] = 255 - d[i + 2];
+      }
+      ctx.putImageData(pixels, 0, 0);
+    }
+    $("image-result").replaceChildren();
+  }
+
+  function brightness(d, i) {
+    return (0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2]) / 255;
+  }
+
+  // The pad as height × width values 0..1: the mean brightness of each block.
+  function padValues(ctx, size) {
+    const d = ctx.getImageData(0, 0, PAD, PAD).data;
+    const values = [];
+    for (let r = 0; r < size.height; r++) {
+      const y0 = Math.floor((r * PAD) / size.height);
+      const y1 = Math.max(y0 + 1, Math.floor(((r + 1) * PAD) / size.height));
+      for (let c = 0; c < size.width; c++) {
+        const x0 = Math.floor((c * PAD) / size.width);
+        const x1 = Math.max(x0 + 1, Math.floor(((c + 1) * PAD) / size.width));
+        let sum = 0;
+        for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) sum += brightness(d, (y * PAD + x) * 4);
+        values.push(sum / ((y1 - y0) * (x1 - x0)));
+      }
+    }
+    return values;
+  }
+
+  async function predictImage(ctx, size) {
+    const out = $("image-result");
+    const button = $("predict-image");
+    button.disabled = true;
+    try {
+      const shape = input.shape.length === 4 ? [1, 1, size.height, size.width] : [1, size.height, size.width];
+      const body = { inputs: [{ name: input.name, shape, datatype: input.datatype, data: padValues(ctx, size) }] };
+      const answer = await call(modelPath + "/infer", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify(body),
+      });
+      const [result] = interpret(answer.outputs || [], 1);
+      out.replaceChildren(...renderTopClasses(result));
+    } catch (e) {
+      showError(out, e.message);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function renderTopClasses(result) {
+    if (result.kind !== "class" || !result.probabilities) return renderOne(result);
+    const p = result.probabilities;
+    const order = p.map((_, i) => i).sort((a, b) => p[b] - p[a]).slice(0, TOP_CLASSES);
+    const list = el("ol", { class: "bars", id: "top-classes", "aria-label": "The most probable classes" });
+    order.forEach((i) => {
+      const pct = Math.max(0, Math.min(100, p[i] * 100));
+      list.append(
+        el(
+          "li",
+          { class: i === result.index ? "bar best" : "bar" },
+          el("span", { class: "name", text: className(i) }),
+          el("span", { class: "track", "aria-hidden": "true" }, el("span", { class: "fill", style: "display:block;width:" + pct.toFixed(1) + "%" })),
+          el("span", { class: "pct", text: pct.toFixed(1) + "%" })
+        )
+      );
+    });
+    return [
+      el("p", { class: "answer" }, "Predicted class", el("strong", { class: "prediction", text: result.name })),
+      el("h3", { class: "hint", text: "Most probable classes" }),
+      list,
+    ];
   }
 
   load();

@@ -23,8 +23,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator (the default).
     Run,
-    /// Print the ModelDeployment CustomResourceDefinition as YAML.
-    Crd,
+    /// Print a CustomResourceDefinition as YAML (default: ModelDeployment's).
+    Crd {
+        #[arg(value_enum, default_value_t = CrdKind::Modeldeployment)]
+        kind: CrdKind,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -149,6 +152,13 @@ impl ExposeArgs {
     }
 }
 
+/// The kinds whose CRD `crd` prints.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrdKind {
+    Modeldeployment,
+    Batchprediction,
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -252,6 +262,18 @@ mod tests {
     #[test]
     fn crd_is_a_subcommand() {
         let cli = Cli::try_parse_from(["modelship-operator", "crd"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Crd)));
+        assert!(matches!(
+            cli.command,
+            Some(Command::Crd {
+                kind: CrdKind::Modeldeployment
+            })
+        ));
+        let cli = Cli::try_parse_from(["modelship-operator", "crd", "batchprediction"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Crd {
+                kind: CrdKind::Batchprediction
+            })
+        ));
     }
 }

@@ -9,7 +9,10 @@
 //! Modules depend downwards only: [`crd`], [`config`] and [`gateway_api`] (the typed part of
 //! the Gateway API the operator writes) at the bottom; [`validate`] on them;
 //! [`build`] and [`status`] on those; [`reconcile`], [`leader`] and [`operator`] on top.
+//! [`batch`] (the `BatchPrediction` API and its controller) sits beside [`reconcile`]: it uses
+//! `crd`, `validate` and `build`, and [`operator`] starts it.
 
+pub mod batch;
 pub mod build;
 pub mod cli;
 pub mod config;

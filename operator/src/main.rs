@@ -1,13 +1,19 @@
-//! `modelship-operator`: prints the CRD (`crd`) or runs the operator (`run`, the default).
+//! `modelship-operator`: prints a CRD (`crd [modeldeployment|batchprediction]`) or runs the operator (`run`, the default).
 
 use clap::Parser;
-use modelship_operator::cli::{Cli, Command};
+use modelship_operator::cli::{Cli, Command, CrdKind};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Crd) => {
-            print!("{}", modelship_operator::crd::crd_yaml());
+        Some(Command::Crd { kind }) => {
+            print!(
+                "{}",
+                match kind {
+                    CrdKind::Modeldeployment => modelship_operator::crd::crd_yaml(),
+                    CrdKind::Batchprediction => modelship_operator::batch::crd_yaml(),
+                }
+            );
             Ok(())
         }
         Some(Command::Run) | None => {

@@ -182,6 +182,14 @@ async fn run_controllers(
         None => vec![None],
     };
     tracing::info!(namespaces = ?scopes, server_image = %args.server_image, "starting controllers");
+    // BatchPredictions have a controller of their own (crate::batch), stopped by the same signal.
+    let batch = tokio::spawn(crate::batch::run(
+        client.clone(),
+        args.config(),
+        reporter.clone(),
+        scopes.clone(),
+        stop.clone(),
+    ));
 
     // Pods, HPAs and Ingresses are watched once per scope: each watch fills a cache the
     // reconciler reads and triggers the controller after the cache has the change. Children
@@ -265,6 +273,7 @@ async fn run_controllers(
             futures::future::ready(())
         })
         .await;
+    let _ = batch.await;
     tracing::info!("controllers stopped");
 }
 

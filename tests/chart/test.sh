@@ -108,12 +108,31 @@ EOF
   return 0
 }
 
+test_batch_crd_copy_matches_crds_dir() {
+  cmp "$ROOT/crds/modelship.io_batchpredictions.yaml" "$CHART/files/modelship.io_batchpredictions.yaml" \
+    || fail "charts/modelship/files/modelship.io_batchpredictions.yaml differs from crds/; run: cp crds/modelship.io_batchpredictions.yaml charts/modelship/files/"
+  render --show-only templates/crd-batchprediction.yaml >"$WORK/crd-batch.yaml"
+  python3 - "$ROOT/crds/modelship.io_batchpredictions.yaml" "$WORK/crd-batch.yaml" <<'EOF'
+import sys, yaml
+committed = yaml.safe_load(open(sys.argv[1]))
+rendered = yaml.safe_load(open(sys.argv[2]))
+meta = rendered["metadata"]
+assert meta.pop("annotations") == {"helm.sh/resource-policy": "keep"}, "keep annotation"
+assert meta.pop("labels")["app.kubernetes.io/managed-by"] == "Helm", "chart labels"
+assert rendered == committed, "rendered CRD differs from crds/modelship.io_batchpredictions.yaml"
+print("rendered CRD == crds/modelship.io_batchpredictions.yaml (+ labels, keep annotation)")
+EOF
+  render --set crds.install=false | grep -q 'name: batchpredictions.modelship.io' && fail "install=false still renders the BatchPrediction CRD"
+  return 0
+}
+
 test_template_all_namespaces() {
   render >"$WORK/default.yaml"
   kinds "$WORK/default.yaml" | sort | tee "$WORK/default.kinds"
   diff <(sort "$WORK/default.kinds") <(sort <<EOF
 ClusterRole//modelship
 ClusterRoleBinding//modelship
+CustomResourceDefinition//batchpredictions.modelship.io
 CustomResourceDefinition//modeldeployments.modelship.io
 Deployment/$RELEASE_NS/modelship
 Role/$RELEASE_NS/modelship-leader-election
@@ -159,6 +178,7 @@ test_template_watch_namespaces() {
   render --set 'watchNamespaces={team-a,team-b}' --set leaderElection.enabled=false >"$WORK/ns.yaml"
   kinds "$WORK/ns.yaml" | sort | tee "$WORK/ns.kinds"
   diff <(sort "$WORK/ns.kinds") <(sort <<EOF
+CustomResourceDefinition//batchpredictions.modelship.io
 CustomResourceDefinition//modeldeployments.modelship.io
 Deployment/$RELEASE_NS/modelship
 Role/team-a/modelship
@@ -266,6 +286,14 @@ test_install_all_namespaces_rbac() {
   expect_yes delete horizontalpodautoscalers.autoscaling -n team-a
   expect_yes watch pods --all-namespaces
   expect_yes create events.events.k8s.io -n team-a
+  # BatchPredictions: their Jobs are created and read, never changed or deleted (the GC does).
+  expect_yes watch batchpredictions.modelship.io --all-namespaces
+  expect_yes patch batchpredictions.modelship.io --subresource=status -n team-a
+  expect_yes create jobs.batch -n team-a
+  expect_yes watch jobs.batch --all-namespaces
+  expect_no delete jobs.batch -n team-a
+  expect_no patch jobs.batch -n team-a
+  expect_no create batchpredictions.modelship.io -n team-a
   # spec.expose and spec.canary: the route and the canary's children.
   expect_yes create ingresses.networking.k8s.io -n team-a
   expect_yes patch ingresses.networking.k8s.io -n team-a
@@ -311,6 +339,10 @@ test_upgrade_to_namespaced_rbac() {
   expect_no list modeldeployments.modelship.io -n team-b
   expect_no list modeldeployments.modelship.io --all-namespaces
   expect_no create deployments.apps -n team-b
+  expect_yes create jobs.batch -n team-a
+  expect_yes list batchpredictions.modelship.io -n team-a
+  expect_no create jobs.batch -n team-b
+  expect_no list batchpredictions.modelship.io -n team-b
   expect_no patch services -n team-b
   expect_no list pods -n team-b
   expect_no create events.events.k8s.io -n team-b
@@ -371,6 +403,7 @@ EOF
 test_uninstall_keeps_only_the_crd() {
   helm uninstall "$RELEASE" -n "$RELEASE_NS" --wait
   kubectl get crd modeldeployments.modelship.io || fail "the CRD was removed"
+  kubectl get crd batchpredictions.modelship.io || fail "the BatchPrediction CRD was removed"
   local left
   left="$(kubectl get deployment,serviceaccount,service,role,rolebinding -A -l app.kubernetes.io/instance="$RELEASE" -o name; \
           kubectl get clusterrole,clusterrolebinding -l app.kubernetes.io/instance="$RELEASE" -o name)"
@@ -378,12 +411,13 @@ test_uninstall_keeps_only_the_crd() {
   # A reinstall adopts the kept CRD.
   helm install "$RELEASE" "$CHART" -n "$RELEASE_NS"
   helm uninstall "$RELEASE" -n "$RELEASE_NS" --wait
-  kubectl delete crd modeldeployments.modelship.io
+  kubectl delete crd modeldeployments.modelship.io batchpredictions.modelship.io
 }
 
 echo "chart tests (logs in $WORK)"
 run_test lint test_lint
 run_test crd_copy_matches_crds_dir test_crd_copy_matches_crds_dir
+run_test batch_crd_copy_matches_crds_dir test_batch_crd_copy_matches_crds_dir
 run_test template_all_namespaces test_template_all_namespaces
 run_test template_watch_namespaces test_template_watch_namespaces
 run_test rbac_rules_grant_no_secrets_or_wildcards test_rbac_rules_grant_no_secrets_or_wildcards

@@ -85,7 +85,22 @@ secretKeyRef, which the kubelet resolves, not the operator. */}}
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Read-only: status reports why pods fail.
+# BatchPredictions: one Indexed Job and one manifest Job each, created (never updated:
+# the spec is immutable) and removed by the garbage collector with their owner.
+- apiGroups: ["modelship.io"]
+  resources: ["batchpredictions"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["modelship.io"]
+  resources: ["batchpredictions/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["modelship.io"]
+  resources: ["batchpredictions/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create"]
+# Read-only: status reports why pods fail (a BatchPrediction's rows and causes come
+# from its pods' termination messages, in the pod status).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]

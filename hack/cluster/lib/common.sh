@@ -74,7 +74,7 @@ die() { log "ERROR: $*"; exit 1; }
 # The gateway's pins have a cache of their own (lib/gateway.sh).
 pins_hash() {
   {
-    grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' -e '^TRAEFIK_VERSION=' -e '^GATEWAY_API_VERSION=' "$CLUSTER_SRC/versions.env"
+    grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' -e '^TRAEFIK_VERSION=' -e '^GATEWAY_API_VERSION=' -e '^VERSITYGW_VERSION=' "$CLUSTER_SRC/versions.env"
     grep -v -e '^module ' -e '^//' "$CLUSTER_SRC/build/go.mod"
     cat "$CLUSTER_SRC/build/go.sum" "$CLUSTER_SRC/build/tools.go" "$CLUSTER_SRC/build/cmd/kube/main.go"
     sed -n '/^build_flags() {/,/^}/p' "$CLUSTER_SRC/lib/build.sh"

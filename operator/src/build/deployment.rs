@@ -26,9 +26,9 @@ pub const SERVER_CONTAINER: &str = "server";
 /// Name of the init container that downloads the model (read for `ModelFetchFailed`).
 pub const FETCH_CONTAINER: &str = "fetch";
 /// Where fetched or mounted models appear in the pod.
-const MODELS_DIR: &str = "/models";
+pub const MODELS_DIR: &str = "/models";
 /// UID and GID the containers run as (the "nonroot" user of distroless images).
-const NONROOT_ID: i64 = 65532;
+pub const NONROOT_ID: i64 = 65532;
 /// Serving time after SIGTERM while the pod leaves the Service's endpoints.
 /// With the server's 20 s shutdown timeout it fits the default 30 s grace period.
 const DRAIN_DELAY: &str = "5s";
@@ -101,7 +101,8 @@ fn server_deployment(v: &Validated, pods: &ServerPods<'_>) -> Deployment {
         ModelSource::Http(uri) | ModelSource::S3(uri) => {
             volumes.push(empty_dir("models"));
             server_mounts.push(mount("models", MODELS_DIR, true));
-            init_containers.push(fetch_container(v, model, uri, pull_policy.clone()));
+            let fetch_from = (server.image.as_str(), v.resources.as_ref());
+            init_containers.push(fetch_container(fetch_from, model, uri, pull_policy.clone()));
             MODELS_DIR.to_string()
         }
         ModelSource::Pvc { claim, path } => {
@@ -263,9 +264,10 @@ fn server_deployment(v: &Validated, pods: &ServerPods<'_>) -> Deployment {
     }
 }
 
-/// The init container that downloads the model into `/models`.
-fn fetch_container(
-    v: &Validated,
+/// The init container that downloads the model into `/models`, with the image and the
+/// resources (CPU and memory only are kept) of the pod's main container.
+pub fn fetch_container(
+    (image, resources): (&str, Option<&k8s_openapi::api::core::v1::ResourceRequirements>),
     model: &Model,
     uri: &str,
     pull_policy: Option<String>,
@@ -275,7 +277,7 @@ fn fetch_container(
         args.extend(["--sha256".to_string(), sha.clone()]);
     }
     // Only CPU and memory: extended resources such as GPUs stay with the server container.
-    let resources = v.resources.as_ref().map(|r| {
+    let resources = resources.map(|r| {
         let keep = |m: &Option<BTreeMap<String, Quantity>>| {
             m.as_ref().map(|m| {
                 m.iter()
@@ -292,7 +294,7 @@ fn fetch_container(
     });
     Container {
         name: FETCH_CONTAINER.into(),
-        image: Some(v.server.image.clone()),
+        image: Some(image.to_string()),
         image_pull_policy: pull_policy,
         args: Some(args),
         env: Some(vec![env_var("MODELSHIP_LOG_FORMAT", "json")]),
@@ -328,7 +330,7 @@ fn override_env(env: &mut Vec<EnvVar>, overrides: &[EnvVar]) {
     }
 }
 
-fn restricted_security_context() -> SecurityContext {
+pub fn restricted_security_context() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
@@ -342,7 +344,7 @@ fn restricted_security_context() -> SecurityContext {
     }
 }
 
-fn runtime_default_seccomp() -> SeccompProfile {
+pub fn runtime_default_seccomp() -> SeccompProfile {
     SeccompProfile {
         type_: "RuntimeDefault".into(),
         ..SeccompProfile::default()
@@ -371,7 +373,7 @@ fn env_var(name: &str, value: &str) -> EnvVar {
     }
 }
 
-fn empty_dir(name: &str) -> Volume {
+pub fn empty_dir(name: &str) -> Volume {
     Volume {
         name: name.into(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -379,7 +381,7 @@ fn empty_dir(name: &str) -> Volume {
     }
 }
 
-fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+pub fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.into(),
         mount_path: path.into(),

@@ -29,6 +29,11 @@ pub use deployment::{
     API_KEYS_DIR, API_KEYS_DIR_ENV, FETCH_CONTAINER, SERVER_CONTAINER, build_canary_deployment,
     build_deployment,
 };
+/// The pieces a BatchPrediction's pods share with the servers' (`crate::batch`).
+pub use deployment::{
+    MODELS_DIR, NONROOT_ID, empty_dir, fetch_container, mount, restricted_security_context,
+    runtime_default_seccomp,
+};
 pub use hpa::build_hpa;
 pub use service::{build_canary_service, build_service};
 pub use traffic::{GatewayApi, Traffic, plan_traffic};

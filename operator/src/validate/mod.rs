@@ -158,6 +158,15 @@ pub fn validate(md: &ModelDeployment, config: &Config) -> Result<Validated, Inva
     })
 }
 
+/// A `spec.model` alone, by the ModelDeployment's rules: a BatchPrediction's model.
+pub fn validate_model(spec: &ModelSpec) -> Result<Model, InvalidSpec> {
+    let mut rules = Rules::default();
+    match model(spec, &mut rules) {
+        Some(model) if rules.0.is_empty() => Ok(model),
+        _ => Err(InvalidSpec(rules.0)),
+    }
+}
+
 /// `spec.model`: the URI parsed, the names and checksum checked.
 fn model(model: &ModelSpec, rules: &mut Rules) -> Option<Model> {
     let source = ModelSource::parse(&model.uri)

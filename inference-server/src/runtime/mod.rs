@@ -11,7 +11,7 @@
 //! | | tract | ONNX Runtime |
 //! | --- | --- | --- |
 //! | built in | always | needs `libonnxruntime.so` ≥ 1.31 at run time |
-//! | ai.onnx.ml | LinearClassifier, LinearRegressor, Normalizer, CategoryMapper, TreeEnsembleClassifier | all |
+//! | ai.onnx.ml | LinearClassifier, LinearRegressor, Normalizer, CategoryMapper, TreeEnsembleClassifier (multiclass; a binary one scoring one class is refused, [`tract`]) | all |
 //! | sharing | one optimized plan, batch dimension symbolic (`N`) | a few sessions, one `Mutex` each |
 //!
 //! The ONNX Runtime library is the `--ort-library` path, else

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use modelship_server::model::ModelCard;
 use modelship_server::source::{
-    Fetched, SourceError, SourceOptions, fetch_to_dir, fetch_to_dir_with, load_artifact,
-    load_artifact_with,
+    Fetched, RetryPolicy, SourceError, SourceOptions, fetch_to_dir, fetch_to_dir_with,
+    load_artifact, load_artifact_with,
 };
 use source_fixtures::*;
 
@@ -190,7 +190,19 @@ async fn http_errors_name_the_url_and_status() {
 #[tokio::test]
 async fn http_connection_refused_is_named() {
     let port = closed_port();
-    let message = load_err(&format!("http://127.0.0.1:{port}/iris.onnx"), None).await;
+    // Refused is transient: one try here; the retries have their own tests (fetch_retries.rs).
+    let options = SourceOptions {
+        retry: RetryPolicy::none(),
+        ..SourceOptions::default()
+    };
+    let message = load_artifact_with(
+        &format!("http://127.0.0.1:{port}/iris.onnx"),
+        None,
+        &options,
+    )
+    .await
+    .expect_err("refused")
+    .to_string();
     assert!(
         message.starts_with(&format!("cannot read http://127.0.0.1:{port}/iris.onnx: ")),
         "{message}"
@@ -343,6 +355,7 @@ async fn s3_against_moto() {
     .await;
     let options = SourceOptions {
         s3: moto.s3_options(),
+        ..SourceOptions::default()
     };
 
     // A key, with its card and checksum.

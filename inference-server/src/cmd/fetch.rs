@@ -3,13 +3,22 @@
 //! The operator runs it as an init container in front of the server. On failure it exits
 //! non-zero with a one-line cause on stderr and in the termination log, which Kubernetes
 //! shows as the container's termination message (and the operator copies into status).
+//! Transient failures (no connection, timeouts, HTTP 408/429/5xx) are retried first with
+//! bounded backoff (`--attempts`, `--retry-delay`, `--retry-max-delay`). Exit codes: 0
+//! done; [`EXIT_PERMANENT`] (12) when no retry can help (404, 403, a bad URI, a sha256
+//! mismatch, a malformed card), so a Job's `podFailurePolicy` can fail at once; 1 for
+//! everything else, transient causes after the last attempt included.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use super::args::ChecksumArgs;
 use super::termination::write_termination_message;
-use crate::source::{ModelUri, SourceOptions, fetch_to_dir_with};
+use crate::source::{ModelUri, RetryPolicy, SourceOptions, fetch_to_dir_with};
+
+/// The exit code of a failure that no retry can fix.
+pub const EXIT_PERMANENT: u8 = 12;
 
 /// Arguments of `modelship-server fetch`.
 #[derive(Debug, Clone, clap::Args)]
@@ -22,6 +31,26 @@ pub struct FetchArgs {
     pub dir: PathBuf,
     #[command(flatten)]
     pub checksum: ChecksumArgs,
+    /// Tries in all for a remote model whose read fails for a transient cause
+    /// (no connection, timeout, HTTP 408/429/5xx); 1: no retry.
+    #[arg(long, env = "MODELSHIP_FETCH_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub attempts: u32,
+    /// The wait before the first retry; it doubles for each next one.
+    #[arg(long, env = "MODELSHIP_FETCH_RETRY_DELAY", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_delay: Duration,
+    /// The longest wait between two tries.
+    #[arg(long, env = "MODELSHIP_FETCH_RETRY_MAX_DELAY", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub retry_max_delay: Duration,
+}
+
+impl FetchArgs {
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempts: self.attempts,
+            first_delay: self.retry_delay,
+            max_delay: self.retry_max_delay,
+        }
+    }
 }
 
 /// Runs `fetch`; prints what was written, or the one-line cause of the failure.
@@ -33,7 +62,10 @@ pub async fn run(args: &FetchArgs) -> ExitCode {
         &args.uri,
         &args.dir,
         args.checksum.sha256.as_deref(),
-        &SourceOptions::default(),
+        &SourceOptions {
+            retry: args.retry_policy(),
+            ..SourceOptions::default()
+        },
     )
     .await
     {
@@ -54,7 +86,11 @@ pub async fn run(args: &FetchArgs) -> ExitCode {
             let message = e.to_string();
             eprintln!("error: {message}");
             write_termination_message(&message);
-            ExitCode::FAILURE
+            if e.is_permanent() {
+                ExitCode::from(EXIT_PERMANENT)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -76,5 +112,21 @@ mod tests {
         assert_eq!(cli.fetch.uri, "s3://b/iris.onnx");
         assert_eq!(cli.fetch.dir, PathBuf::from("/models"));
         assert_eq!(cli.fetch.checksum.sha256.as_deref(), Some("ab"));
+        assert_eq!(cli.fetch.retry_policy(), RetryPolicy::default());
+        let cli = Cli::parse_from([
+            "fetch",
+            "u",
+            "d",
+            "--attempts",
+            "2",
+            "--retry-delay",
+            "10ms",
+        ]);
+        assert_eq!(cli.fetch.retry_policy().attempts, 2);
+        assert_eq!(
+            cli.fetch.retry_policy().first_delay,
+            Duration::from_millis(10)
+        );
+        assert!(Cli::try_parse_from(["fetch", "u", "d", "--attempts", "0"]).is_err());
     }
 }

@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use clap::Args;
 use tokio::net::TcpListener;
 
@@ -19,6 +18,7 @@ use super::args::{ModelArgs, RuntimeArgs};
 use super::termination::write_termination_message;
 use crate::auth::{ApiKeys, RELOAD_INTERVAL};
 use crate::engine::{BatchWait, Engine, EngineConfig, warm_up_inputs};
+use crate::http::conn::ConnLimits;
 use crate::metrics::{Metrics, ModelLabels};
 use crate::model::ModelArtifact;
 use crate::runtime::{self, RuntimeOptions};
@@ -80,6 +80,21 @@ pub struct ServeArgs {
     /// Longest a client may take to send a request body (slower: 408).
     #[arg(long, env = "MODELSHIP_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,
+    /// Longest an HTTP/1.1 client may take to send a request's line and
+    /// headers, counted from the connection's start or the previous answer
+    /// (so a keep-alive connection idle this long is closed too); slower
+    /// clients are disconnected. Bounds clients that send headers a byte at a time.
+    #[arg(long, env = "MODELSHIP_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Longest a connection (HTTP/1.1 or HTTP/2, REST or gRPC) may move no
+    /// byte while none of its requests is in flight; then it is shut down
+    /// (HTTP/2: GOAWAY).
+    #[arg(long, env = "MODELSHIP_IDLE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Open connections at most, per listener; past it new connections are
+    /// closed at once. 0: no cap.
+    #[arg(long, env = "MODELSHIP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// After SIGTERM, how long to keep serving while reporting not-ready, so
     /// load balancers stop sending traffic before the listener closes.
     #[arg(long, env = "MODELSHIP_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
@@ -139,6 +154,15 @@ impl ServeArgs {
         }
     }
 
+    /// Each listener's connection limits.
+    pub fn conn_limits(&self) -> ConnLimits {
+        ConnLimits {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+
     pub fn runtime_options(&self) -> RuntimeOptions {
         self.runtime.options(self.workers())
     }
@@ -193,9 +217,12 @@ pub async fn run(args: ServeArgs) -> ExitCode {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = crate::http::router(state.clone(), args.body_timeout);
-    let server = tokio::spawn(serve_until(listener, app, stop_rx.clone()));
-    let grpc_server = grpc_listener
-        .map(|l| tokio::spawn(serve_until(l, crate::grpc::router(state.clone()), stop_rx)));
+    let limits = args.conn_limits();
+    let server = tokio::spawn(serve_until(listener, app, limits, stop_rx.clone()));
+    let grpc_server = grpc_listener.map(|l| {
+        let grpc = crate::grpc::router(state.clone());
+        tokio::spawn(serve_until(l, grpc, limits, stop_rx))
+    });
 
     // Load while already answering liveness (and readiness: not yet).
     let artifact = match artifact.take() {
@@ -274,21 +301,18 @@ async fn listen(host: &str, port: u16) -> Result<TcpListener, String> {
     Ok(listener)
 }
 
-/// Serves `app` on `listener` until `stop` turns true, then lets the
-/// requests in flight finish (HTTP/2 connections get a GOAWAY).
+/// Serves `app` on `listener` within `limits` until `stop` turns true, then
+/// lets the requests in flight finish (HTTP/2 connections get a GOAWAY).
 async fn serve_until(
     listener: TcpListener,
     app: axum::Router,
+    limits: ConnLimits,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        })
-        .await
+    crate::http::conn::serve(listener, app, limits, async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    })
+    .await
 }
 
 /// Loads `artifact` with the configured runtime and runs one warm-up inference.

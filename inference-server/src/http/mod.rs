@@ -11,7 +11,10 @@
 //! revealing model data (infer, predict, model metadata, the page's card)
 //! take as an argument; health, readiness, `/metrics`, `/openapi.json` (a
 //! static document, no model's schema), the page's HTML and assets are open.
+//! `conn.rs` is the accept loop under both listeners (header and idle
+//! timeouts, the connection cap).
 
+pub mod conn;
 pub mod error;
 pub mod metrics;
 pub mod openapi;

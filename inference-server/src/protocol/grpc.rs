@@ -176,7 +176,11 @@ pub fn parse_request(req: pb::ModelInferRequest) -> Result<InferRequest, BadRequ
             }
             None => typed_data(datatype, contents).map_err(bad)?,
         };
-        let expected: usize = shape.iter().product();
+        let expected = crate::tensor::element_count(&shape).ok_or_else(|| {
+            bad(format!(
+                "shape {shape:?} has more elements than can be addressed"
+            ))
+        })?;
         if data.len() != expected {
             return Err(bad(format!(
                 "shape {shape:?} needs {expected} values but {field} has {}",

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::BadRequest;
 use super::binary;
 use super::json_data::{self, FlatData};
-use crate::tensor::{DataType, Tensor, TensorSpec};
+use crate::tensor::{DataType, Tensor, TensorSpec, element_count};
 
 /// HTTP header that carries the length of the JSON part of a request or
 /// response body when binary tensor data follows it.
@@ -141,7 +141,11 @@ pub fn parse_request(body: &[u8], json_len: Option<usize>) -> Result<InferReques
                 )));
             }
         };
-        let expected: usize = shape.iter().product();
+        let expected = element_count(&shape).ok_or_else(|| {
+            BadRequest::new(format!(
+                "input '{name}': shape {shape:?} has more elements than can be addressed"
+            ))
+        })?;
         if data.len() != expected {
             return Err(BadRequest::new(format!(
                 "input '{name}': shape {shape:?} needs {expected} values but data has {}",

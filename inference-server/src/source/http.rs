@@ -76,6 +76,7 @@ fn status_error(uri: String, status: StatusCode) -> SourceError {
     SourceError::HttpStatus {
         uri,
         status: status.to_string(),
+        code: status.as_u16(),
     }
 }
 

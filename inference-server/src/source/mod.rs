@@ -7,6 +7,7 @@
 
 mod http;
 mod local;
+mod retry;
 mod s3;
 mod uri;
 
@@ -20,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::builtin;
 use crate::model::{ModelArtifact, ModelCard};
+pub use retry::RetryPolicy;
 pub use uri::ModelUri;
 
 /// Why a model could not be fetched. Shown to users as a one-line cause; URIs in it
@@ -37,7 +39,12 @@ pub enum SourceError {
     #[error("access to {uri} denied: {cause}")]
     AccessDenied { uri: String, cause: String },
     #[error("GET {uri} returned {status}")]
-    HttpStatus { uri: String, status: String },
+    HttpStatus {
+        uri: String,
+        status: String,
+        /// The status code, for telling transient answers (5xx, 408, 429) from the rest.
+        code: u16,
+    },
     #[error("cannot read {uri}: {cause}")]
     Read { uri: String, cause: String },
     #[error("no *.onnx model in {dir}")]
@@ -84,6 +91,8 @@ pub struct SourceOptions {
     /// `aws_access_key_id`, ...). Lets a caller (or a test) point at an S3 endpoint
     /// without touching the process environment.
     pub s3: Vec<(String, String)>,
+    /// How a remote read that failed for a transient cause is tried again.
+    pub retry: RetryPolicy,
 }
 
 /// What [`fetch_to_dir_with`] wrote.
@@ -125,7 +134,20 @@ pub async fn load_artifact_with(
     options: &SourceOptions,
 ) -> Result<ModelArtifact, SourceError> {
     let expected = sha256.map(parse_sha256).transpose()?;
-    let model = Source::resolve(ModelUri::parse(uri)?, options).await?;
+    let parsed = ModelUri::parse(uri)?;
+    retry::retrying(&parsed, &options.retry, || {
+        load_once(&parsed, expected.as_deref(), options)
+    })
+    .await
+}
+
+/// One try of [`load_artifact_with`].
+async fn load_once(
+    uri: &ModelUri,
+    expected: Option<&str>,
+    options: &SourceOptions,
+) -> Result<ModelArtifact, SourceError> {
+    let model = Source::resolve(uri.clone(), options).await?;
     // The model's request first, so that an unreachable or missing model is what the
     // error names; then the small card, so that a malformed one fails before the body.
     let mut chunks = model.open().await?;
@@ -137,11 +159,7 @@ pub async fn load_artifact_with(
         hasher.update(&chunk);
         onnx.extend_from_slice(&chunk);
     }
-    verify(
-        &model.uri,
-        expected.as_deref(),
-        &hex::encode(hasher.finalize()),
-    )?;
+    verify(&model.uri, expected, &hex::encode(hasher.finalize()))?;
     Ok(ModelArtifact {
         default_name: uri::file_stem(&model.file_name).to_string(),
         origin: model.uri.to_string(),
@@ -155,6 +173,8 @@ pub async fn load_artifact_with(
 /// The model is streamed to a temporary file in `dir` and renamed into place only once
 /// complete and verified, so `dir` never holds a partial model under the final name.
 /// When `sha256` is given and the file is already there with that digest, it is kept.
+/// The body goes from the network to the file through the hasher in chunks: memory stays
+/// flat whatever the model's size. A try that fails part-way starts again from the start.
 pub async fn fetch_to_dir_with(
     uri: &str,
     dir: &Path,
@@ -162,14 +182,28 @@ pub async fn fetch_to_dir_with(
     options: &SourceOptions,
 ) -> Result<Fetched, SourceError> {
     let expected = sha256.map(parse_sha256).transpose()?;
-    let model = Source::resolve(ModelUri::parse(uri)?, options).await?;
+    let parsed = ModelUri::parse(uri)?;
+    retry::retrying(&parsed, &options.retry, || {
+        fetch_once(&parsed, dir, expected.as_deref(), options)
+    })
+    .await
+}
+
+/// One try of [`fetch_to_dir_with`].
+async fn fetch_once(
+    uri: &ModelUri,
+    dir: &Path,
+    expected: Option<&str>,
+    options: &SourceOptions,
+) -> Result<Fetched, SourceError> {
+    let model = Source::resolve(uri.clone(), options).await?;
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| write_error(dir, &e))?;
     let path = dir.join(&model.file_name);
     let card_path = dir.join(uri::card_file_name(&model.file_name));
 
-    if let Some(expected) = &expected
+    if let Some(expected) = expected
         && let Some(size) = existing_with_digest(&path, expected).await
     {
         tracing::info!(path = %path.display(), "model already present with the expected sha256");
@@ -179,7 +213,7 @@ pub async fn fetch_to_dir_with(
             path,
             card,
             size,
-            sha256: expected.clone(),
+            sha256: expected.to_string(),
         });
     }
 
@@ -191,7 +225,7 @@ pub async fn fetch_to_dir_with(
     let temp = temp_path(&path);
     let downloaded = async {
         let (size, actual) = write_file(&temp, chunks).await?;
-        verify(&model.uri, expected.as_deref(), &actual)?;
+        verify(&model.uri, expected, &actual)?;
         let card = write_card(&card_path, card).await?;
         Ok::<_, SourceError>((size, actual, card))
     };

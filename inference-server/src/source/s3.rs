@@ -38,10 +38,11 @@ impl S3Store {
             .with_timeout_disabled()
             .with_connect_timeout(Duration::from_secs(10))
             .with_read_timeout(Duration::from_secs(60));
-        // A few quick retries; an init container is restarted by the kubelet anyway.
+        // No retry here: `retry.rs` retries the whole read (listing, request and body) with
+        // one policy for every remote source, so the limits it states are the only ones.
         let retry = RetryConfig {
             backoff: BackoffConfig::default(),
-            max_retries: 3,
+            max_retries: 0,
             retry_timeout: Duration::from_secs(60),
         };
         let mut builder = AmazonS3Builder::new()

@@ -62,8 +62,16 @@ pub struct Tensor {
     data: TensorData,
 }
 
+/// The number of elements a tensor of `shape` holds; `None` when it does not
+/// fit in a `usize` (a client can send any shape: never multiply unchecked).
+pub fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TensorError {
+    #[error("shape {shape:?} has more elements than can be addressed")]
+    TooLarge { shape: Vec<usize> },
     #[error("shape {shape:?} holds {expected} elements but {actual} were given")]
     ElementCount {
         shape: Vec<usize>,
@@ -91,7 +99,9 @@ impl Tensor {
         data: impl Into<TensorData>,
     ) -> Result<Tensor, TensorError> {
         let data = data.into();
-        let expected = shape.iter().product::<usize>();
+        let Some(expected) = element_count(&shape) else {
+            return Err(TensorError::TooLarge { shape });
+        };
         if expected != data.len() {
             return Err(TensorError::ElementCount {
                 shape,

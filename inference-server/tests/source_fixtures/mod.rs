@@ -167,6 +167,21 @@ impl Drop for Moto {
     }
 }
 
+/// moto, or `None` after saying why it cannot run; under `REQUIRE_NO_SKIP=1` (`make test`)
+/// a missing moto fails the test instead.
+pub fn moto_or_skip() -> Option<Moto> {
+    match Moto::start() {
+        Ok(moto) => Some(moto),
+        Err(reason) if std::env::var_os("REQUIRE_NO_SKIP").is_some_and(|v| v == "1") => {
+            panic!("moto is required (REQUIRE_NO_SKIP=1): {reason}")
+        }
+        Err(reason) => {
+            println!("skipped: {reason}");
+            None
+        }
+    }
+}
+
 /// Names in `dir`, sorted: proves what a fetch left behind (no partial files).
 pub fn dir_listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)

@@ -11,6 +11,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -191,7 +192,8 @@ async fn run_controllers(
         stop.clone(),
     ));
 
-    // Pods, HPAs and Ingresses are watched once per scope: each watch fills a cache the
+    // Pods, HPAs, Ingresses and PodDisruptionBudgets are watched once per scope: each watch
+    // fills a cache the
     // reconciler reads and triggers the controller after the cache has the change. Children
     // and pods carry the same managed-by and name labels, so one selector finds them all.
     // HTTPRoutes are not watched (their CRDs may be absent): drift of a route is repaired at
@@ -218,10 +220,19 @@ async fn run_controllers(
             .default_backoff()
             .reflect(ingress_writer)
             .touched_objects();
+        let (pdbs, pdb_writer) = reflector::store::<PodDisruptionBudget>();
+        let pdb_stream = watcher(
+            scoped::<PodDisruptionBudget>(&client, scope),
+            children.clone(),
+        )
+        .default_backoff()
+        .reflect(pdb_writer)
+        .touched_objects();
+        caches.pdbs.push(pdbs);
         caches.pods.push(pods);
         caches.hpas.push(hpas);
         caches.ingresses.push(ingresses);
-        cache_streams.push((pod_stream, hpa_stream, ingress_stream));
+        cache_streams.push((pod_stream, hpa_stream, ingress_stream, pdb_stream));
     }
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -233,7 +244,9 @@ async fn run_controllers(
 
     let mut stores: Vec<Store<ModelDeployment>> = Vec::new();
     let mut streams = Vec::new();
-    for (scope, (pod_stream, hpa_stream, ingress_stream)) in scopes.iter().zip(cache_streams) {
+    for (scope, (pod_stream, hpa_stream, ingress_stream, pdb_stream)) in
+        scopes.iter().zip(cache_streams)
+    {
         // Triggered by spec changes only: the operator's own status writes (and other
         // metadata-only updates) do not start another reconcile.
         let (reader, writer) = reflector::store::<ModelDeployment>();
@@ -250,6 +263,7 @@ async fn run_controllers(
             .owns(scoped::<Service>(&client, scope), children.clone())
             .owns_stream(hpa_stream)
             .owns_stream(ingress_stream)
+            .owns_stream(pdb_stream)
             .watches_stream(pod_stream, |pod: Pod| model_deployment_of(&pod))
             .with_config(
                 controller::Config::default()

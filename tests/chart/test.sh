@@ -208,7 +208,8 @@ for r in rules:
 # Deletion is granted only for children removed with their part of the spec:
 # the HPA (autoscaling), the canary's Deployment and Service, the public route.
 deletable = sorted(x for r in rules if "delete" in r["verbs"] for x in r["resources"])
-assert deletable == sorted(["deployments", "services", "horizontalpodautoscalers", "ingresses", "httproutes"] * 2), deletable
+assert deletable == sorted(["deployments", "services", "horizontalpodautoscalers", "ingresses", "httproutes",
+                           "poddisruptionbudgets"] * 2), deletable
 # Gateways are the platform's: not even read.
 assert not [r for r in rules if "gateways" in r["resources"]], "gateways"
 print(len(rules), "rules checked")
@@ -304,6 +305,7 @@ test_install_all_namespaces_rbac() {
   expect_api_yes delete gateway.networking.k8s.io httproutes team-b
   expect_yes delete deployments.apps -n team-a
   expect_yes delete services -n team-a
+  expect_yes delete poddisruptionbudgets.policy -n team-a
   expect_yes create leases.coordination.k8s.io -n "$RELEASE_NS"
   expect_yes update leases.coordination.k8s.io/modelship -n "$RELEASE_NS"
   # What it must not do.

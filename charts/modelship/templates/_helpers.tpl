@@ -85,6 +85,10 @@ secretKeyRef, which the kubelet resolves, not the operator. */}}
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# The model's PodDisruptionBudget (spec.disruption), deleted when no longer asked for.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 # BatchPredictions: one Indexed Job and one manifest Job each, created (never updated:
 # the spec is immutable) and removed by the garbage collector with their owner.
 - apiGroups: ["modelship.io"]

@@ -219,6 +219,7 @@ fn server_deployment(v: &Validated, pods: &ServerPods<'_>) -> Deployment {
         tolerations: (!pod.tolerations.is_empty()).then(|| pod.tolerations.clone()),
         image_pull_secrets: (!pod.image_pull_secrets.is_empty())
             .then(|| pod.image_pull_secrets.clone()),
+        topology_spread_constraints: super::spread::topology_spread(v, pods.name),
         ..PodSpec::default()
     };
 
@@ -267,7 +268,10 @@ fn server_deployment(v: &Validated, pods: &ServerPods<'_>) -> Deployment {
 /// The init container that downloads the model into `/models`, with the image and the
 /// resources (CPU and memory only are kept) of the pod's main container.
 pub fn fetch_container(
-    (image, resources): (&str, Option<&k8s_openapi::api::core::v1::ResourceRequirements>),
+    (image, resources): (
+        &str,
+        Option<&k8s_openapi::api::core::v1::ResourceRequirements>,
+    ),
     model: &Model,
     uri: &str,
     pull_policy: Option<String>,

@@ -9,8 +9,10 @@
 mod deployment;
 mod hpa;
 mod monitoring;
+mod pdb;
 pub mod route;
 mod service;
+mod spread;
 pub mod traffic;
 
 use std::collections::BTreeMap;
@@ -18,6 +20,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use sha2::{Digest, Sha256};
@@ -35,6 +38,7 @@ pub use deployment::{
     runtime_default_seccomp,
 };
 pub use hpa::build_hpa;
+pub use pdb::build_pdb;
 pub use service::{build_canary_service, build_service};
 pub use traffic::{GatewayApi, Traffic, plan_traffic};
 
@@ -64,6 +68,8 @@ pub struct Children {
     pub service: Service,
     /// `None` when the Deployment has fixed replicas: any HPA the operator made before goes.
     pub hpa: Option<HorizontalPodAutoscaler>,
+    /// `None` when the model has no budget: any the operator made before goes.
+    pub pdb: Option<PodDisruptionBudget>,
 }
 
 /// Builds every child of `v`.
@@ -72,6 +78,7 @@ pub fn build_children(v: &Validated) -> Children {
         deployment: build_deployment(v),
         service: build_service(v),
         hpa: build_hpa(v),
+        pdb: build_pdb(v),
     }
 }
 

@@ -5,6 +5,7 @@
 //! the operator's `validate` module checks the same rules again, for objects created before a
 //! rule existed and for unit tests.
 
+mod disruption;
 mod monitoring;
 mod traffic;
 
@@ -20,6 +21,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use disruption::{BudgetMode, DisruptionSpec};
 pub use monitoring::{
     FeedbackSpec, MAX_FEEDBACK_WINDOW, MonitoringSpec, PayloadLogMode, PayloadLogSpec,
     PayloadLogStatus,
@@ -146,6 +148,10 @@ pub struct ModelDeploymentSpec {
     /// API keys the server requires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+
+    /// Voluntary disruptions: a PodDisruptionBudget and soft topology spread of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disruption: Option<DisruptionSpec>,
 
     /// Payload logging, ground-truth feedback and the Prometheus the page reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -43,6 +43,7 @@ pub(super) async fn apply_children(
         }
         None => delete_owned_hpa(md, v, hpas, ctx).await?,
     }
+    super::pdb::apply_pdb(md, v, children.pdb.as_ref(), ctx).await?;
     Ok(deployment)
 }
 

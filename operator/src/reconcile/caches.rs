@@ -1,4 +1,4 @@
-//! What the reconciler reads without asking the API server: the watched pods, HPAs and
+//! What the reconciler reads without asking the API server: the watched pods, HPAs, budgets and
 //! Ingresses (one store per watched namespace, or one for all), and the mapping from a pod's
 //! event to the ModelDeployment it belongs to.
 
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
@@ -20,6 +21,7 @@ pub struct Caches {
     pub pods: Vec<Store<Pod>>,
     pub hpas: Vec<Store<HorizontalPodAutoscaler>>,
     pub ingresses: Vec<Store<Ingress>>,
+    pub pdbs: Vec<Store<PodDisruptionBudget>>,
 }
 
 impl Caches {
@@ -41,6 +43,12 @@ impl Caches {
     pub fn hpa_of(&self, namespace: &str, name: &str) -> Option<Arc<HorizontalPodAutoscaler>> {
         let key = ObjectRef::new(name).within(namespace);
         self.hpas.iter().find_map(|store| store.get(&key))
+    }
+
+    /// The PodDisruptionBudget named like ModelDeployment `namespace/name`, whoever made it.
+    pub fn pdb_of(&self, namespace: &str, name: &str) -> Option<Arc<PodDisruptionBudget>> {
+        let key = ObjectRef::new(name).within(namespace);
+        self.pdbs.iter().find_map(|store| store.get(&key))
     }
 
     /// The Ingress named like ModelDeployment `namespace/name`, whoever made it.
@@ -135,6 +143,7 @@ mod tests {
             ],
             hpas: Vec::new(),
             ingresses: Vec::new(),
+            pdbs: Vec::new(),
         };
         let mut names: Vec<String> = caches
             .pods_of("ml", "iris")
@@ -155,6 +164,7 @@ mod tests {
                 store(vec![hpa("ml", "iris"), hpa("other", "resnet")]),
             ],
             ingresses: Vec::new(),
+            pdbs: Vec::new(),
         };
         assert_eq!(caches.hpa_of("ml", "iris").unwrap().name_any(), "iris");
         assert!(caches.hpa_of("ml", "resnet").is_none());

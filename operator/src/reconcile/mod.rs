@@ -15,6 +15,7 @@ mod backoff;
 mod caches;
 mod discovery;
 mod events;
+mod pdb;
 mod status_patch;
 mod traffic;
 

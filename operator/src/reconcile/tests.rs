@@ -20,6 +20,7 @@ use crate::mock_api::{self, ApiServer, Received, echo};
 pub(super) const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/ml/deployments";
 pub(super) const SERVICES: &str = "/api/v1/namespaces/ml/services";
 const HPAS: &str = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers";
+const PDBS: &str = "/apis/policy/v1/namespaces/ml/poddisruptionbudgets";
 pub(super) const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ml/events";
 pub(super) const MODEL_DEPLOYMENTS: &str =
     "/apis/modelship.io/v1alpha1/namespaces/ml/modeldeployments";
@@ -205,6 +206,15 @@ async fn an_autoscaled_model_deployment_applies_its_hpa_and_leaves_replicas_out(
             hpa.body,
             serde_json::to_value(expected.hpa.unwrap()).unwrap()
         );
+        // maxReplicas 10: a PodDisruptionBudget, applied like every child.
+        let pdb = api
+            .expect(Method::PATCH, &format!("{PDBS}/diabetes"), echo)
+            .await;
+        pdb.assert_server_side_apply();
+        assert_eq!(
+            pdb.body,
+            serde_json::to_value(expected.pdb.unwrap()).unwrap()
+        );
         // Nothing serves yet and nothing is wrong: no Event, only the status.
         let patch = api
             .expect(
@@ -246,6 +256,7 @@ fn caches_with(hpa: HorizontalPodAutoscaler) -> Caches {
         pods: Vec::new(),
         hpas: vec![reader],
         ingresses: Vec::new(),
+        pdbs: Vec::new(),
     }
 }
 

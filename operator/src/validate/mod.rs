@@ -6,6 +6,7 @@
 //! object stored before a rule existed (or applied with validation off) ends up
 //! `Degraded`/`InvalidSpec` with a message naming the field instead of half-built children.
 
+mod disruption;
 mod monitoring;
 mod names;
 mod source;
@@ -24,6 +25,7 @@ use crate::crd::{
 };
 use names::{TOKEN_RULE, is_dns_label, is_token};
 
+pub use disruption::{AUTO_BUDGET_REPLICAS, DEFAULT_MAX_UNAVAILABLE, Disruption};
 pub use monitoring::{Monitoring, PayloadLog};
 pub use source::ModelSource;
 pub use traffic::{CANARY_SUFFIX, DEFAULT_CANARY_REPLICAS, MAX_NAME_WITH_CANARY};
@@ -113,6 +115,7 @@ pub fn validate(md: &ModelDeployment, config: &Config) -> Result<Validated, Inva
     );
     let canary = traffic::canary(spec, &name, model.as_ref(), &mut rules);
     let auth = traffic::auth(spec.auth.as_ref(), &mut rules);
+    let disruption = disruption::disruption(spec.disruption.as_ref(), scaling.as_ref(), &mut rules);
     let monitoring = monitoring::monitoring(spec.monitoring.as_ref(), &mut rules);
 
     let (
@@ -155,6 +158,7 @@ pub fn validate(md: &ModelDeployment, config: &Config) -> Result<Validated, Inva
         canary,
         auth,
         monitoring,
+        disruption,
     })
 }
 

@@ -47,6 +47,8 @@ pub struct Validated {
     pub canary: Option<Canary>,
     /// `spec.auth`: the API keys the server requires.
     pub auth: Option<Auth>,
+    /// `spec.disruption`: the PodDisruptionBudget and the pods' spread.
+    pub disruption: super::Disruption,
     /// `spec.monitoring`: payload log, feedback window, the page's Prometheus.
     pub monitoring: Option<super::Monitoring>,
 }

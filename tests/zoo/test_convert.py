@@ -118,3 +118,41 @@ def test_a_sample_with_words_says_which_cell(tmp_path):
     )
     assert done.returncode == 1
     assert "row 3, column 'c': 'three' is not a number" in done.stderr
+
+
+@pytest.mark.parametrize("framework", ["xgboost", "lightgbm"])
+def test_the_command_line_converts_xgboost_and_lightgbm_estimators(tmp_path, framework):
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    if framework == "xgboost":
+        import xgboost
+
+        model = xgboost.XGBClassifier(n_estimators=5, max_depth=3)
+    else:
+        import lightgbm
+
+        model = lightgbm.LGBMClassifier(n_estimators=5, verbose=-1, n_jobs=1)
+    model.fit(data.data, data.target)
+    joblib.dump(model, tmp_path / "model.joblib")
+    with open(tmp_path / "train.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(list(data.feature_names))
+        w.writerows(data.data.tolist())
+    done = subprocess.run(
+        [Path(sys.executable).with_name("modelship-convert"), str(tmp_path / "model.joblib"),
+         "--sample", str(tmp_path / "train.csv"), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    card = json.loads((tmp_path / "out" / "model.card.json").read_text())
+    assert card["feature_names"] == list(data.feature_names)
+    assert card["class_labels"] == ["0", "1"]
+    # Without true classes the baseline's class shares are the model's own predictions'.
+    predicted = model.predict(data.data)
+    assert card["baseline"]["classes"] == pytest.approx([np.mean(predicted == 0), np.mean(predicted == 1)])
+    onx = onnx.load(tmp_path / "out" / "model.onnx")
+    # One label per row (onnxmltools' LightGBM declares the label [1]; the converter fixes it).
+    label = next(o for o in onx.graph.output if o.name == "label")
+    assert label.type.tensor_type.shape.dim[0].dim_param == "N" or not label.type.tensor_type.shape.dim[0].HasField("dim_value")
+    np.testing.assert_array_equal(run_onnx(onx, data.data)["label"].reshape(-1), predicted)

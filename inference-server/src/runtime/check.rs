@@ -21,10 +21,11 @@
 //!
 //! An `SVMClassifier`'s label is its pairwise votes, not its most probable
 //! class (scikit-learn's `SVC(probability=True)` disagrees with itself the
-//! same way): the check does not apply to it. Models the check cannot drive
-//! are let through with a log line too: inputs
-//! that are not numbers, no dynamic batch dimension, or an inference error on
-//! the check rows (the warm-up that follows reports real failures).
+//! same way): the check does not apply to it, nor to a float output whose
+//! rows are not probabilities (each in 0..1, summing to 1). Models the check
+//! cannot drive are let through with a log line too: inputs that are not
+//! numbers, no dynamic batch dimension, or an inference error on the check
+//! rows (the warm-up that follows reports real failures).
 
 use std::collections::BTreeMap;
 
@@ -89,6 +90,10 @@ pub fn label_is_most_probable(
     ) else {
         return Ok(());
     };
+    if !probs.iter().all(|row| is_distribution(row)) {
+        tracing::info!(model = %artifact.origin, "label check skipped: the float output's rows are not probabilities (each in 0..1, summing to 1)");
+        return Ok(());
+    }
     let classes = class_labels_of(&artifact.onnx, &signature.outputs[label_ix].name);
     let verdict = judge(&labels, &probs, classes.as_deref());
     match verdict {
@@ -244,6 +249,18 @@ fn probabilities_of(t: &Tensor) -> Option<Vec<Vec<f64>>> {
         _ => return None,
     };
     Some(values.chunks(columns).map(<[f64]>::to_vec).collect())
+}
+
+/// A row of probabilities: each in 0..1 and summing to 1 (within float32
+/// error), or NaN somewhere (such rows are left out later). Scores that are
+/// not probabilities (an SVM's decision values, a detector's boxes beside its
+/// class ids) make the output something else, and the check does not apply.
+fn is_distribution(row: &[f64]) -> bool {
+    if row.iter().any(|p| p.is_nan()) {
+        return true;
+    }
+    let sum: f64 = row.iter().sum();
+    row.iter().all(|p| (-1e-6..=1.0 + 1e-6).contains(p)) && (sum - 1.0).abs() <= 1e-3
 }
 
 /// The most probable column of a row, or `None` for a tie (or NaN).

@@ -184,3 +184,13 @@ fn the_check_rows_are_fixed_and_start_with_zeros_and_the_example() {
     // The rows of one value reach both extremes.
     assert!(a.contains(&-1e6) && a.contains(&1e6));
 }
+
+#[test]
+fn scores_that_are_not_probabilities_are_not_checked() {
+    assert!(is_distribution(&[0.25, 0.75]));
+    assert!(is_distribution(&[f64::NAN, 0.5]));
+    // An SVM's decision values, a box beside a class id: not a distribution.
+    assert!(!is_distribution(&[-1.2, 0.4, 2.0]));
+    assert!(!is_distribution(&[0.1, 0.2, 0.3]));
+    assert!(!is_distribution(&[10.0, 20.0, 30.0, 40.0]));
+}

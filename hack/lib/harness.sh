@@ -91,6 +91,10 @@ skip_test() {
 }
 
 harness_summary() {
+  # No value of tests/secrets.txt in any test's log (it names the file, not the secret).
+  if ! "$(dirname "${BASH_SOURCE[0]}")/../../scripts/check_no_secrets.sh" "$TEST_LOGS"; then
+    harness_failed "a test's log shows a secret (above)"
+  fi
   if [ "$HARNESS_FAILED" -eq 0 ] && [ "${KEEP_LOGS:-0}" != 1 ]; then
     rm -rf "$TEST_LOGS"
   else

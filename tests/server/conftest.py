@@ -16,6 +16,16 @@ os.environ.setdefault("MODELSHIP_GRPC_PORT", "0")
 FLOWERS = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [6.9, 3.1, 5.4, 2.1]]
 LABELS = [0, 1, 2]
 
+# Values no log line may show (API keys, S3 credentials, presigned URLs' signatures):
+# tests/secrets.txt, the list scripts/check_no_secrets.sh reads for the shell suites too.
+# Checked over every server log of the session at its end.
+KNOWN_SECRETS = [
+    line.strip()
+    for line in open(os.path.join(os.path.dirname(__file__), "..", "secrets.txt"))
+    if line.strip() and not line.startswith("#")
+]
+SERVER_LOGS: list[str] = []
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -33,6 +43,7 @@ class Server:
         self.grpc_port = free_port()
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log = open(f"/tmp/modelship-server-{self.port}.log", "w")
+        SERVER_LOGS.append(self.log.name)
         self.proc = subprocess.Popen(
             [SERVER_BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--grpc-port", str(self.grpc_port), *args],
             stdout=self.log,
@@ -72,3 +83,17 @@ def server():
     yield s
     assert s.alive(), "the server died during the tests"
     s.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_server_log():
+    """After the whole suite: no server log shows a known secret."""
+    yield
+    leaks = []
+    for path in SERVER_LOGS:
+        try:
+            text = open(path, errors="replace").read()
+        except FileNotFoundError:
+            continue
+        leaks += [f"{path}: {secret!r}" for secret in KNOWN_SECRETS if secret in text]
+    assert not leaks, f"secrets in server logs: {leaks}"

@@ -16,6 +16,11 @@
 //!   with connections nobody serves and the open file descriptors stay bounded.
 //!
 //! The body's own deadline (408) is the router's (`RequestBodyTimeoutLayer`).
+//!
+//! An HTTP/1.1 answer sent before its request's body was read whole (a 404
+//! for an unknown model is sent before the body) says `connection: close`:
+//! hyper closes such a connection after the answer, and a client told so
+//! does not send its next request into a closing connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,7 +33,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use futures::future::BoxFuture;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -315,11 +320,63 @@ impl hyper::service::Service<hyper::Request<Incoming>> for CountInFlight {
     fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
         let guard = InFlight::new(self.activity.clone());
         let app = self.app.clone();
+        let http1 = req.version() < hyper::Version::HTTP_2;
+        // A request without a body (a GET) has nothing left unread.
+        let read_whole = Arc::new(AtomicBool::new(req.body().is_end_stream()));
+        let req = req.map(|body| {
+            Body::new(WatchEnd {
+                inner: body,
+                ended: read_whole.clone(),
+            })
+        });
         Box::pin(async move {
-            let response = app.oneshot(req.map(Body::new)).await;
+            let mut response = app.oneshot(req).await;
+            if let Ok(response) = &mut response
+                && http1
+                && !read_whole.load(Ordering::Relaxed)
+            {
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
             drop(guard);
             response
         })
+    }
+}
+
+/// A request body that notes when it has been read to its end.
+struct WatchEnd {
+    inner: Incoming,
+    ended: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for WatchEnd {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let end = self.inner.is_end_stream();
+        if end {
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        end
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -433,6 +490,41 @@ mod tests {
             answer,
             Ok(Vec::new()),
             "a third connection is closed unanswered"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_sent_before_the_body_was_read_says_connection_close() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/early", axum::routing::post(|| async { "early" }))
+            .route(
+                "/read",
+                axum::routing::post(|body: String| async move { body }),
+            );
+        tokio::spawn(serve(
+            listener,
+            app,
+            ConnLimits::default(),
+            std::future::pending(),
+        ));
+        let ask = |path: &'static str| async move {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n");
+            tcp.write_all(head.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = tcp.write_all(b"body").await;
+            let mut buf = vec![0u8; 1024];
+            let n = tcp.read(&mut buf).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).to_lowercase()
+        };
+        let early = ask("/early").await;
+        assert!(early.contains("connection: close"), "{early}");
+        let read = ask("/read").await;
+        assert!(
+            read.ends_with("body") && !read.contains("connection: close"),
+            "{read}"
         );
     }
 

@@ -12,6 +12,9 @@
 #                                          rootfs directory and import it into containerd
 #   cluster.sh env                         print export lines for PATH, KUBECONFIG and the
 #                                          gateway's MODELSHIP_GATEWAY_{NAME,NAMESPACE,PORT}
+#   cluster.sh fault ACTION TARGET         for tests (lib/faults.sh): stop|start|restart a
+#                                          control-plane component; cut-api|restore-api
+#                                          NAMESPACE/POD cuts a pod off the API server
 set -euo pipefail
 # Everything started from here (containerd, whose snapshots non-root
 # containers must be able to read, above all) gets the usual umask;
@@ -38,6 +41,10 @@ source "$here/lib/gateway.sh"
 source "$here/lib/prometheus.sh"
 # shellcheck source=lib/down.sh
 source "$here/lib/down.sh"
+# shellcheck source=lib/audit.sh
+source "$here/lib/audit.sh"
+# shellcheck source=lib/faults.sh
+source "$here/lib/faults.sh"
 
 # Components of each mode, in start order.
 components() {
@@ -147,9 +154,10 @@ case "$cmd" in
   prometheus-dir) build_prometheus ;;
   status) cluster_status ;;
   image) image_cmd "$@" ;;
+  fault) fault_cmd "$@" ;;
   env)
     echo "export PATH=\"$(build_binaries):\$PATH\""
     echo "export KUBECONFIG=\"$KUBECONFIG_FILE\""
     echo "export MODELSHIP_GATEWAY_NAME=$GATEWAY_NAME MODELSHIP_GATEWAY_NAMESPACE=$GATEWAY_NAMESPACE MODELSHIP_GATEWAY_PORT=$GATEWAY_PORT" ;;
-  *) sed -n '2,15s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,17s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 //! The operator process: API client, metrics server, leader election, controllers, shutdown.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -113,11 +113,13 @@ async fn run_elected(
     tracing::info!(identity = lock.identity(), lease = %args.lease_name, %namespace, "became the leader");
     metrics.leader.set(1);
 
-    // Renew until stopped; give up before the Lease can expire for the others.
-    let lost = Arc::new(AtomicBool::new(false));
+    // Renew until stopped; give up before the Lease can expire for the others. Each renewal
+    // is bounded by what is left of the renew deadline: on a network that drops packets a
+    // request hangs instead of failing, and a leader waiting on it would go on reconciling
+    // (tests/faults: leader_cut_off_no_two_writers found it writing after its Lease passed).
     let renew_deadline = args.lease_duration() * 2 / 3;
     let renewer = tokio::spawn({
-        let (stop, lost) = (stop.clone(), lost.clone());
+        let stop = stop.clone();
         let mut stopped = stop.subscribe();
         async move {
             let mut renewed = Instant::now();
@@ -126,23 +128,26 @@ async fn run_elected(
                     _ = stopped.wait_for(|s| *s) => break,
                     _ = tokio::time::sleep(retry) => {}
                 }
-                match lock.try_acquire_or_renew().await {
-                    Ok(Attempt::Leading) => renewed = Instant::now(),
-                    Ok(Attempt::Following { holder }) => {
-                        tracing::error!(%holder, "lost the leader Lease");
-                        lost.store(true, Ordering::SeqCst);
+                let left = renew_deadline.saturating_sub(renewed.elapsed());
+                let lost = match tokio::time::timeout(left, lock.try_acquire_or_renew()).await {
+                    Ok(Ok(Attempt::Leading)) => {
+                        renewed = Instant::now();
+                        None
                     }
-                    Err(e) if renewed.elapsed() > renew_deadline => {
-                        tracing::error!(error = %e, "could not renew the leader Lease in time");
-                        lost.store(true, Ordering::SeqCst);
+                    Ok(Ok(Attempt::Following { holder })) => Some(format!("{holder} holds it")),
+                    Ok(Err(e)) if renewed.elapsed() >= renew_deadline => {
+                        Some(format!("could not renew it in time: {e}"))
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not renew the leader Lease; retrying")
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "could not renew the leader Lease; retrying");
+                        None
                     }
-                }
-                if lost.load(Ordering::SeqCst) {
-                    stop.send_replace(true);
-                    break;
+                    Err(_) => Some(format!(
+                        "no answer from the API server within the renew deadline ({renew_deadline:?})"
+                    )),
+                };
+                if let Some(why) = lost {
+                    lost_lease(&why);
                 }
             }
             lock
@@ -153,14 +158,19 @@ async fn run_elected(
     metrics.leader.set(0);
     stop.send_replace(true);
     let lock = renewer.await.context("lease renewer panicked")?;
-    if lost.load(Ordering::SeqCst) {
-        anyhow::bail!("lost the leader Lease; exiting so that another replica leads");
-    }
     if let Err(e) = lock.release().await {
         tracing::warn!(error = %e, "could not release the leader Lease");
     }
     tracing::info!("released the leader Lease");
     Ok(())
+}
+
+/// Ends the process at once after the Lease is lost: a graceful stop would wait for the
+/// reconciles in flight, whose writes would land after another replica leads. The container
+/// restarts and the new process stands by.
+fn lost_lease(why: &str) -> ! {
+    tracing::error!(%why, "lost the leader Lease; exiting at once so that only the new leader writes");
+    std::process::exit(1)
 }
 
 /// Triggers for one ModelDeployment within this window become one reconcile: a rollout sends

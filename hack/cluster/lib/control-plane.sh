@@ -48,6 +48,7 @@ start_apiserver() {
     --proxy-client-cert-file="$PKI_DIR/front-proxy-client.crt" \
     --proxy-client-key-file="$PKI_DIR/front-proxy-client.key" \
     --enable-aggregator-routing=true \
+    $(audit_flags) \
     --profiling=false --v=1
   wait_for "kube-apiserver readiness" 90 kube-apiserver \
     curl -sf --cacert "$PKI_DIR/ca.crt" "https://$address:$APISERVER_PORT/readyz"

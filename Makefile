@@ -109,6 +109,13 @@ bench-server: ## Benchmark modelship vs MLServer and KServe (writes docs/benchma
 	bench/setup.sh
 	cargo build --release --locked -p modelship-server -p modelship-operator --bins --examples
 	$(PY) bench/bench_server.py
+	$(PY) bench/bench_payload_log.py --write
+
+.PHONY: bench-payload-log
+bench-payload-log: ## Payload logging off / on to a live sink / on to a dead sink, same load (docs/benchmarks.md)
+	bench/setup.sh
+	cargo build --release --locked -p modelship-server --bins --examples
+	$(PY) bench/bench_payload_log.py --write
 
 .PHONY: bench-heavy
 bench-heavy: ## Compute-heavy models (digits MLP, CNN): batching on/off, tract/ORT, MLServer, KServe (docs/benchmarks.md)

@@ -3,7 +3,8 @@
 
 Writes, next to this script (or into --out):
   <stem>.onnx            the model
-  <stem>.card.json       human-facing facts (title, feature names, class labels, example row)
+  <stem>.card.json       human-facing facts (title, feature names, class labels, example row) and
+                         the training baseline (per-feature bins and shares, class prior) for drift
   reference/<stem>.json  a fixed sample of input rows with scikit-learn's own predictions,
                          which the Rust tests use to check that tract and ONNX Runtime agree
 
@@ -192,6 +193,32 @@ def convert(demo: DemoModel, model, n_features: int) -> onnx.ModelProto:
     return onx
 
 
+def baseline(demo: DemoModel, model, rows: np.ndarray, feature_names: list[str]) -> dict:
+    """The training sample's distribution, for the server's drift figures (docs/monitoring.md):
+    per feature the deciles as bin edges (repeated ones once) and the share of rows in each bin,
+    a value x being in bin "number of edges <= x"; the class prior of a classifier. The shares are
+    counted on the float32 values the model (and the server) see."""
+    x = rows.astype(np.float32).astype(np.float64)
+    features = []
+    for j, name in enumerate(feature_names):
+        edges = np.unique(np.round(np.quantile(x[:, j], np.linspace(0.1, 0.9, 9)), 6))
+        bins = np.searchsorted(edges, x[:, j], side="right")
+        counts = np.bincount(bins, minlength=len(edges) + 1)
+        features.append(
+            {
+                "name": name,
+                "edges": [float(e) for e in edges],
+                "proportions": [round(float(c) / len(x), 6) for c in counts],
+            }
+        )
+    out = {"features": features, "rows": int(len(x))}
+    if demo.kind == "classifier":
+        predicted = model.predict(rows.astype(np.float32))
+        prior = np.bincount(predicted, minlength=len(model.classes_)) / len(x)
+        out["classes"] = [round(float(p), 6) for p in prior]
+    return out
+
+
 def reference_rows(demo: DemoModel, rows: np.ndarray) -> np.ndarray:
     sample = rows[:: demo.sample_every].tolist() + demo.extra_rows
     return np.asarray(sample, dtype=np.float64)
@@ -304,6 +331,7 @@ def generate(out: Path) -> None:
         card = dict(demo.card)
         if card.get("example") is None:
             card["example"] = [round(float(v), 6) for v in rows[0]]
+        card["baseline"] = baseline(demo, model, rows, card["feature_names"])
         write_json(out / f"{demo.stem}.card.json", card)
 
         x = reference_rows(demo, rows)

@@ -7,6 +7,8 @@
 //! - [`runtime`]: the [`runtime::Backend`] trait and the runtimes behind it
 //!   (tract, ONNX Runtime); [`builtin`] and [`source`]: where models come from.
 //! - [`engine`]: validation, the bounded queue and dynamic batching of one model.
+//! - [`monitor`]: the inference id, payload logging, feedback, quality
+//!   and drift figures of each model.
 //! - [`auth`]: the API keys (a directory of files, reloaded) and their check.
 //! - [`state`]: the served models, readiness, the keys and the variant.
 //! - [`http`]: routes, error mapping, the OpenAPI document, the web page.
@@ -23,6 +25,7 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod monitor;
 pub mod predict;
 pub mod protocol;
 pub mod runtime;

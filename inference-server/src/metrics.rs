@@ -59,6 +59,8 @@ pub struct Metrics {
     pub model_load_seconds: Family<ModelLabels, Gauge<f64, AtomicU64>>,
     pub model_ready: Family<ModelLabels, Gauge>,
     pub auth: Family<AuthLabels, Counter>,
+    /// Payload logging, feedback, quality and drift (`monitor`).
+    pub monitor: MonitorFamilies,
 }
 
 fn latency_histogram() -> Histogram {
@@ -142,7 +144,9 @@ impl Metrics {
             "Requests to protected routes by API key label (empty when none matched) and result (ok, missing, wrong)",
             auth.clone(),
         );
+        let monitor = MonitorFamilies::register(&mut registry);
         Metrics {
+            monitor,
             auth,
             registry,
             requests,
@@ -194,5 +198,177 @@ impl ModelMetrics {
             queue_depth: Gauge::default(),
             request_seconds: latency_histogram(),
         }
+    }
+}
+
+/// `model` and `version` (empty when unversioned): the labels of the
+/// monitoring series of one model.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QualityLabels {
+    pub model: String,
+    pub version: String,
+}
+
+/// A class of a classifier: the card's label, else the index.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    pub model: String,
+    pub version: String,
+    pub class: String,
+}
+
+/// `result`: `counted`, `unknown`, `expired`, `duplicate`, `invalid`, `unreachable`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeedbackLabels {
+    pub model: String,
+    pub version: String,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfusionLabels {
+    pub model: String,
+    pub version: String,
+    pub truth: String,
+    pub predicted: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabels {
+    pub model: String,
+    pub version: String,
+    pub feature: String,
+}
+
+/// One bin (`0`..`k`) of a feature's baseline.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BinLabels {
+    pub model: String,
+    pub version: String,
+    pub feature: String,
+    pub bin: String,
+}
+
+/// `type` (`request`, `response`, `feedback`) and `result` (`sent`,
+/// `dropped`) of payload events; a list because `type` is a Rust keyword.
+pub type EventLabels = [(&'static str, &'static str); 2];
+
+/// `reason` of a dropped payload event: `queue_full`, `sink_error`, `shutdown`.
+pub type DropLabels = [(&'static str, &'static str); 1];
+
+/// The families of `monitor` (docs/monitoring.md lists them).
+#[derive(Clone)]
+pub struct MonitorFamilies {
+    pub predictions: Family<ClassLabels, Counter>,
+    pub feedback: Family<FeedbackLabels, Counter>,
+    pub feedback_rows: Family<QualityLabels, Counter>,
+    pub feedback_correct: Family<QualityLabels, Counter>,
+    pub confusion: Family<ConfusionLabels, Counter>,
+    pub abs_error: Family<QualityLabels, Histogram>,
+    pub drift_inputs: Family<BinLabels, Counter>,
+    pub drift_baseline: Family<BinLabels, Gauge<f64, AtomicU64>>,
+    pub drift_psi: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
+    pub drift_class_psi: Family<QualityLabels, Gauge<f64, AtomicU64>>,
+    pub class_prior: Family<ClassLabels, Gauge<f64, AtomicU64>>,
+    pub payload_events: Family<EventLabels, Counter>,
+    pub payload_dropped: Family<DropLabels, Counter>,
+    pub payload_truncated: Family<[(&'static str, &'static str); 1], Counter>,
+}
+
+fn abs_error_histogram() -> Histogram {
+    // 0.001 .. ~8400
+    Histogram::new(exponential_buckets(0.001, 2.0, 24))
+}
+
+impl MonitorFamilies {
+    fn register(registry: &mut Registry) -> MonitorFamilies {
+        let f = MonitorFamilies {
+            predictions: Family::default(),
+            feedback: Family::default(),
+            feedback_rows: Family::default(),
+            feedback_correct: Family::default(),
+            confusion: Family::default(),
+            abs_error: Family::new_with_constructor(abs_error_histogram as fn() -> Histogram),
+            drift_inputs: Family::default(),
+            drift_baseline: Family::default(),
+            drift_psi: Family::default(),
+            drift_class_psi: Family::default(),
+            class_prior: Family::default(),
+            payload_events: Family::default(),
+            payload_dropped: Family::default(),
+            payload_truncated: Family::default(),
+        };
+        let r = registry;
+        r.register(
+            "predictions",
+            "Classifier rows by predicted class",
+            f.predictions.clone(),
+        );
+        r.register(
+            "feedback",
+            "Feedback items by result (counted, unknown, expired, duplicate, invalid, unreachable)",
+            f.feedback.clone(),
+        );
+        r.register(
+            "feedback_rows",
+            "Classifier rows counted from feedback",
+            f.feedback_rows.clone(),
+        );
+        r.register(
+            "feedback_correct",
+            "Classifier rows counted from feedback whose truth is the prediction",
+            f.feedback_correct.clone(),
+        );
+        r.register(
+            "confusion",
+            "Counted classifier rows by truth and predicted class",
+            f.confusion.clone(),
+        );
+        r.register(
+            "abs_error",
+            "Absolute errors of a regressor, from feedback",
+            f.abs_error.clone(),
+        );
+        r.register(
+            "drift_inputs",
+            "Input values by feature and baseline bin",
+            f.drift_inputs.clone(),
+        );
+        r.register(
+            "drift_baseline_proportion",
+            "The training share of each baseline bin",
+            f.drift_baseline.clone(),
+        );
+        r.register(
+            "drift_psi",
+            "Population stability index of a feature over this pod's drift window",
+            f.drift_psi.clone(),
+        );
+        r.register(
+            "drift_class_psi",
+            "Population stability index of the predicted class mix against the training prior, over this pod's drift window",
+            f.drift_class_psi.clone(),
+        );
+        r.register(
+            "drift_class_prior",
+            "The training share of each class",
+            f.class_prior.clone(),
+        );
+        r.register(
+            "payload_log_events",
+            "Payload log events by type (request, response, feedback) and result (sent, dropped)",
+            f.payload_events.clone(),
+        );
+        r.register(
+            "payload_log_dropped",
+            "Payload log events dropped, by reason (queue_full, sink_error, shutdown)",
+            f.payload_dropped.clone(),
+        );
+        r.register(
+            "payload_log_truncated",
+            "Payload log events cut at the size cap, by type",
+            f.payload_truncated.clone(),
+        );
+        f
     }
 }

@@ -34,4 +34,31 @@ pub struct ModelCard {
     /// Example input row, used to pre-fill the web form.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub example: Vec<f64>,
+    /// The training data's distribution, for drift (docs/models.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
+}
+
+/// A training sample's distribution: per feature (in column order) bin
+/// edges and the share of rows in each bin, and the class prior.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    pub features: Vec<FeatureBaseline>,
+    /// The training share of each class index (classifiers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<f64>,
+    /// Rows in the training sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+}
+
+/// One feature of a [`Baseline`]: `edges` are k ascending interior cut
+/// points, `proportions` the k+1 shares below the first edge, between
+/// edges, and at or above the last (a value `x` is in bin "number of edges
+/// `<= x`").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FeatureBaseline {
+    pub name: String,
+    pub edges: Vec<f64>,
+    pub proportions: Vec<f64>,
 }

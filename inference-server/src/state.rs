@@ -23,6 +23,8 @@ pub struct ServedModel {
     pub engine: Engine,
     pub card: Option<ModelCard>,
     pub metrics: ModelMetrics,
+    /// Inference ids, payload logging, feedback, quality and drift.
+    pub monitor: crate::monitor::ModelMonitor,
 }
 
 impl ServedModel {
@@ -223,6 +225,13 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a failed request in the model's recent traffic (the page's), when it is served.
+pub fn record_error(state: &AppState, model: &str) {
+    if let Some(ModelState::Ready(m)) = state.model_state(model) {
+        m.monitor.timeline.record(false, 0.0);
     }
 }
 

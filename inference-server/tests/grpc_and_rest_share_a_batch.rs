@@ -58,6 +58,7 @@ fn state_with(backend: Arc<Doubler>) -> Arc<AppState> {
             max_body_bytes: 1 << 20,
         },
     );
+    let monitor = modelship_server::monitor::ModelMonitor::detached(engine.signature(), None);
     let served = ServedModel {
         name: "m".into(),
         version: None,
@@ -66,6 +67,7 @@ fn state_with(backend: Arc<Doubler>) -> Arc<AppState> {
         engine,
         card: None,
         metrics: ModelMetrics::detached(),
+        monitor,
     };
     state.set_model("m", ModelState::Ready(Arc::new(served)));
     state

@@ -30,7 +30,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load a model and serve it over HTTP.
-    Serve(serve::ServeArgs),
+    // Boxed: its flags outweigh the other subcommands many times.
+    Serve(Box<serve::ServeArgs>),
     /// Download a model into a directory and verify it (the operator's init container).
     Fetch(fetch::FetchArgs),
     /// Score a CSV or JSON Lines file offline and write JSON Lines.
@@ -79,7 +80,7 @@ pub fn init_tracing(log: &LogArgs) {
 /// Runs a subcommand to its end.
 pub async fn run(command: Command) -> ExitCode {
     match command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Fetch(args) => fetch::run(&args).await,
         Command::Predict(args) => predict::run(args).await,
     }

@@ -113,6 +113,9 @@ pub struct ServeArgs {
     /// `variant` label of every metric.
     #[arg(long, env = "MODELSHIP_VARIANT", default_value = "primary", value_parser = parse_variant)]
     pub variant: String,
+    /// Payload logging, feedback, drift, the page's Prometheus (docs/monitoring.md).
+    #[command(flatten)]
+    pub monitor: Box<crate::monitor::MonitorArgs>,
 }
 
 /// A variant: 1 to 32 ASCII letters, digits, `-`, `_` or `.`, so it is a
@@ -187,6 +190,11 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     };
 
     let metrics = Arc::new(Metrics::with_variant(&args.variant));
+    let identity = crate::monitor::Identity::from_env(args.port, &args.variant);
+    let monitor = match crate::monitor::Monitor::start(&args.monitor, identity, &metrics) {
+        Ok(m) => m,
+        Err(msg) => return fail(&msg),
+    };
     let keys = args.api_keys_dir.clone().map(|dir| {
         let keys = ApiKeys::load(dir, metrics.clone());
         keys.watch(RELOAD_INTERVAL);
@@ -236,7 +244,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             }
         }
     };
-    let served = match load_and_warm_up(&name, &args, artifact, &metrics).await {
+    let served = match load_and_warm_up(&name, &args, artifact, &metrics, &monitor).await {
         Ok(m) => m,
         Err(msg) => {
             state.set_model(&name, ModelState::Failed(msg.clone()));
@@ -272,7 +280,8 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         };
         (rest, grpc)
     };
-    match tokio::time::timeout(args.shutdown_timeout, both).await {
+    let flush_from = Instant::now();
+    let exit = match tokio::time::timeout(args.shutdown_timeout, both).await {
         Ok((rest, grpc)) => match rest.and_then(|r| grpc.map(|g| r.and(g))) {
             Ok(Ok(())) => {
                 tracing::info!("all requests finished; bye");
@@ -285,7 +294,11 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             tracing::warn!(timeout = ?args.shutdown_timeout, "in-flight requests did not finish in time");
             ExitCode::SUCCESS
         }
-    }
+    };
+    // The payload log is flushed in what is left of the shutdown timeout (at least 1 s).
+    let left = args.shutdown_timeout.saturating_sub(flush_from.elapsed());
+    monitor.close(left.max(Duration::from_secs(1))).await;
+    exit
 }
 
 /// Binds `host:port`; the error is the process's termination message.
@@ -321,6 +334,7 @@ pub async fn load_and_warm_up(
     args: &ServeArgs,
     artifact: ModelArtifact,
     metrics: &Metrics,
+    monitor: &Arc<crate::monitor::Monitor>,
 ) -> Result<ServedModel, String> {
     let options = args.runtime_options();
     let (backend, artifact) = tokio::task::spawn_blocking(move || {
@@ -339,7 +353,14 @@ pub async fn load_and_warm_up(
         .infer(engine.admit(), warm_up)
         .await
         .map_err(|e| format!("warm-up inference failed: {e}"))?;
+    let monitor = monitor.for_model(
+        name,
+        args.model_version.as_deref(),
+        engine.signature(),
+        card.as_ref(),
+    );
     Ok(ServedModel {
+        monitor,
         name: name.to_string(),
         version: args.model_version.clone(),
         platform,

@@ -48,13 +48,22 @@ impl Inference {
         model
             .engine
             .check_outputs(request.outputs.iter().map(|o| o.name.as_str()))?;
+        let pending = model.monitor.begin(request.id.as_deref(), &request.inputs);
         let id = request.id.unwrap_or(request_id);
         let outputs = model.engine.infer(admission, request.inputs).await?;
         let selected: Vec<_> = select_outputs(&outputs, &request.outputs, true)
             .into_iter()
             .map(|o| o.tensor)
             .collect();
-        let response = grpc::encode_response(&model.name, model.version.as_deref(), id, &selected);
+        let client_id = id.clone();
+        let mut response =
+            grpc::encode_response(&model.name, model.version.as_deref(), id, &selected);
+        drop(selected);
+        let inference_id = model.monitor.next_id();
+        crate::monitor::grpc_parameter(&mut response, &inference_id);
+        model
+            .monitor
+            .record(pending, &inference_id, &client_id, outputs);
         Ok((response, model))
     }
 }
@@ -144,14 +153,14 @@ impl GrpcInferenceService for Inference {
         let name = req.model_name.clone();
         match self.infer(early, request_id, req).await {
             Ok((response, model)) => {
-                model
-                    .metrics
-                    .request_seconds
-                    .observe(started.elapsed().as_secs_f64());
+                let seconds = started.elapsed().as_secs_f64();
+                model.metrics.request_seconds.observe(seconds);
+                model.monitor.timeline.record(true, seconds);
                 count(&self.state, &name, tonic::Code::Ok);
-                Ok(Response::new(response))
+                Ok(crate::monitor::grpc_response(response))
             }
             Err(e) => {
+                crate::state::record_error(&self.state, &name);
                 let status = status(&e);
                 count(&self.state, &name, status.code());
                 Err(status)

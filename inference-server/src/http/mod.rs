@@ -5,7 +5,7 @@
 //! every error becomes a status code in one place (`error.rs`).
 //!
 //! Routes: `v2.rs` (Open Inference Protocol v2), `v1.rs` (`instances` /
-//! `predictions`), `page.rs` (the web page), `metrics.rs`, `openapi.rs`
+//! `predictions`), `monitor.rs` (feedback, the panel's figures), `page.rs` (the web page), `metrics.rs`, `openapi.rs`
 //! (the document of them all); `shared.rs` holds what they share, including
 //! the API key check ([`shared::Authorized`]) that the routes taking or
 //! revealing model data (infer, predict, model metadata, the page's card)
@@ -17,6 +17,7 @@
 pub mod conn;
 pub mod error;
 pub mod metrics;
+pub mod monitor;
 pub mod openapi;
 pub mod page;
 pub mod shared;
@@ -45,6 +46,7 @@ pub fn router(state: Arc<AppState>, body_timeout: Duration) -> Router {
     let routes = Router::new()
         .merge(v2::routes())
         .merge(v1::routes())
+        .merge(monitor::routes())
         .merge(page::routes())
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::openapi_json))

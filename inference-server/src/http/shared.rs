@@ -102,13 +102,15 @@ pub fn finish(
 ) -> Response {
     let resp = match result {
         Ok((resp, served)) => {
-            served
-                .metrics
-                .request_seconds
-                .observe(started.elapsed().as_secs_f64());
+            let seconds = started.elapsed().as_secs_f64();
+            served.metrics.request_seconds.observe(seconds);
+            served.monitor.timeline.record(true, seconds);
             resp
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            crate::state::record_error(state, model);
+            e.into_response()
+        }
     };
     state
         .metrics

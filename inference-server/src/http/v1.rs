@@ -71,7 +71,11 @@ async fn run_predict(
     let body = read_body(body, state.limits.max_body_bytes).await?;
     let inputs = v1::parse_instances(&body, &model.engine.signature().inputs)?;
     drop(body);
+    let pending = model.monitor.begin(None, &inputs);
     let outputs = model.engine.infer(admission, inputs).await?;
     let predictions = v1::encode_predictions(&outputs)?;
-    Ok((Json(predictions).into_response(), model))
+    let inference_id = model.monitor.next_id();
+    model.monitor.record(pending, &inference_id, "", outputs);
+    let resp = super::v2::with_inference_id(Json(predictions).into_response(), &inference_id);
+    Ok((resp, model))
 }

@@ -15,6 +15,7 @@ use super::error::{
     ApiError, InferErrors, ModelErrors, UnknownModel, UnknownVersion, VersionErrors,
 };
 use super::shared::{Authorized, REQUEST_ID, find_model, finish, model_readiness, read_body};
+use crate::monitor::{INFERENCE_ID_HEADER, INFERENCE_ID_PARAMETER};
 use crate::protocol::schema::{Live, Ready};
 use crate::protocol::v2::{self, HEADER_CONTENT_LENGTH, ModelMetadata, ServerMetadata};
 use crate::state::{AppState, ServedModel};
@@ -200,11 +201,33 @@ async fn run_infer(
     model
         .engine
         .check_outputs(request.outputs.iter().map(|o| o.name.as_str()))?;
+    let pending = model.monitor.begin(request.id.as_deref(), &request.inputs);
     let id = request.id.unwrap_or_else(|| request_id(headers));
     let outputs = model.engine.infer(admission, request.inputs).await?;
+    let inference_id = model.monitor.next_id();
     let selected = v2::select_outputs(&outputs, &request.outputs, request.binary_output);
-    let encoded = v2::encode_response(&model.name, model.version.as_deref(), &id, &selected);
-    Ok((response(encoded), model))
+    let parameters = serde_json::Map::from_iter([(
+        INFERENCE_ID_PARAMETER.to_string(),
+        serde_json::Value::String(inference_id.clone()),
+    )]);
+    let encoded = v2::encode_response_with(
+        &model.name,
+        model.version.as_deref(),
+        &id,
+        Some(parameters),
+        &selected,
+    );
+    drop(selected);
+    model.monitor.record(pending, &inference_id, &id, outputs);
+    Ok((with_inference_id(response(encoded), &inference_id), model))
+}
+
+/// Names the server's inference id in the answer's `x-modelship-inference-id`.
+pub(crate) fn with_inference_id(mut resp: Response, inference_id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(inference_id) {
+        resp.headers_mut().insert(INFERENCE_ID_HEADER, v);
+    }
+    resp
 }
 
 /// The `Inference-Header-Content-Length` header: the JSON part's length

@@ -74,7 +74,18 @@ pub struct InferenceResponse {
     #[schema(nullable = false)]
     pub model_version: Option<String>,
     pub id: String,
+    /// `modelship_inference_id`: the server's id of this inference, for feedback.
+    #[schema(nullable = false)]
+    pub parameters: Option<ResponseParameters>,
     pub outputs: Vec<ResponseOutput>,
+}
+
+/// The parameters of a response.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ResponseParameters {
+    /// The server's inference id (also the `x-modelship-inference-id` header).
+    pub modelship_inference_id: String,
 }
 
 /// One output tensor of a response.

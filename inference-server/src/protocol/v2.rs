@@ -228,6 +228,8 @@ struct ResponseWire<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     model_version: Option<&'a str>,
     id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<Map<String, Value>>,
     outputs: Vec<OutputWire<'a>>,
 }
 
@@ -261,11 +263,24 @@ pub fn encode_response(
     id: &str,
     outputs: &[ResponseOutput<'_>],
 ) -> EncodedResponse {
+    encode_response_with(model_name, model_version, id, None, outputs)
+}
+
+/// [`encode_response`] with the response's `parameters` (the server's
+/// inference id, `modelship_inference_id`).
+pub fn encode_response_with(
+    model_name: &str,
+    model_version: Option<&str>,
+    id: &str,
+    parameters: Option<Map<String, Value>>,
+    outputs: &[ResponseOutput<'_>],
+) -> EncodedResponse {
     let mut binaries = Vec::new();
     let wire = ResponseWire {
         model_name,
         model_version,
         id,
+        parameters,
         outputs: outputs
             .iter()
             .map(|o| {

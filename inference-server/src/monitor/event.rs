@@ -1,0 +1,274 @@
+//! Payload events as CloudEvents 1.0: the attributes (binary HTTP mode's
+//! `ce-*` headers, or structured JSON for the S3 and file sinks) and the
+//! body, the v2 JSON rendering of the tensors whatever the wire form was.
+//! Rendering happens in the sink's task, never in the request's.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::protocol::json_data::FlatData;
+use crate::tensor::{DataType, Tensor};
+
+/// The CloudEvents `type` prefix KServe's logger uses.
+pub const TYPE_PREFIX: &str = "org.kubeflow.serving.inference";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Response,
+    Feedback,
+}
+
+impl Kind {
+    /// The `type` label of the payload metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Request => "request",
+            Kind::Response => "response",
+            Kind::Feedback => "feedback",
+        }
+    }
+}
+
+/// What every event of one model says about where it comes from.
+#[derive(Debug)]
+pub struct Context {
+    /// `/modelship/<namespace>/<model>/<pod>`.
+    pub source: String,
+    pub model: String,
+    pub version: Option<String>,
+    pub namespace: String,
+    pub variant: String,
+}
+
+/// An event's data before rendering.
+pub enum Body {
+    Request {
+        client_id: Option<String>,
+        inputs: Vec<Tensor>,
+    },
+    Response {
+        client_id: String,
+        outputs: Vec<Tensor>,
+    },
+    Json(serde_json::Value),
+}
+
+pub struct Event {
+    pub kind: Kind,
+    pub ce_id: String,
+    pub inference_id: Option<String>,
+    pub time: SystemTime,
+    pub ctx: Arc<Context>,
+    pub body: Body,
+}
+
+/// The rendered data, cut to the size cap when over it.
+pub struct Rendered {
+    pub data: Vec<u8>,
+    pub truncated: bool,
+}
+
+#[derive(Serialize)]
+struct TensorWire<'a> {
+    name: &'a str,
+    datatype: DataType,
+    shape: &'a [usize],
+    data: FlatData<'a>,
+}
+
+fn tensors(ts: &[Tensor]) -> Vec<TensorWire<'_>> {
+    ts.iter()
+        .map(|t| TensorWire {
+            name: t.name(),
+            datatype: t.datatype(),
+            shape: t.shape(),
+            data: FlatData::new(t.data()),
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct RequestWire<'a> {
+    id: Option<&'a str>,
+    inputs: Vec<TensorWire<'a>>,
+}
+
+#[derive(Serialize)]
+struct ResponseWire<'a> {
+    model_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_version: Option<&'a str>,
+    id: &'a str,
+    outputs: Vec<TensorWire<'a>>,
+}
+
+impl Event {
+    /// The body as JSON; past `max_bytes`, `{"truncated": true, "bytes": n}`.
+    pub fn render(&self, max_bytes: usize) -> Rendered {
+        let data = match &self.body {
+            Body::Request { client_id, inputs } => serde_json::to_vec(&RequestWire {
+                id: client_id.as_deref(),
+                inputs: tensors(inputs),
+            }),
+            Body::Response { client_id, outputs } => serde_json::to_vec(&ResponseWire {
+                model_name: &self.ctx.model,
+                model_version: self.ctx.version.as_deref(),
+                id: client_id,
+                outputs: tensors(outputs),
+            }),
+            Body::Json(v) => serde_json::to_vec(v),
+        }
+        .expect("tensors and JSON values serialize");
+        if data.len() <= max_bytes {
+            return Rendered {
+                data,
+                truncated: false,
+            };
+        }
+        let note = serde_json::json!({"truncated": true, "bytes": data.len()});
+        Rendered {
+            data: serde_json::to_vec(&note).expect("serializes"),
+            truncated: true,
+        }
+    }
+
+    pub fn ce_type(&self) -> String {
+        format!("{TYPE_PREFIX}.{}", self.kind.label())
+    }
+
+    fn time(&self) -> String {
+        humantime::format_rfc3339_millis(self.time).to_string()
+    }
+
+    /// The attributes other than `data`, as (name, value): `specversion`,
+    /// `id`, `source`, `type`, `time` and the extensions.
+    pub fn attributes(&self, truncated: bool) -> Vec<(&'static str, String)> {
+        let mut a = vec![
+            ("specversion", "1.0".to_string()),
+            ("id", self.ce_id.clone()),
+            ("source", self.ctx.source.clone()),
+            ("type", self.ce_type()),
+            ("time", self.time()),
+            ("model", self.ctx.model.clone()),
+            ("namespace", self.ctx.namespace.clone()),
+            ("variant", self.ctx.variant.clone()),
+        ];
+        if let Some(id) = &self.inference_id {
+            a.push(("inferenceid", id.clone()));
+        }
+        if let Some(v) = &self.ctx.version {
+            a.push(("modelversion", v.clone()));
+        }
+        if truncated {
+            a.push(("truncated", "true".to_string()));
+        }
+        a
+    }
+
+    /// Binary HTTP mode: the `ce-*` headers (the body is [`Rendered::data`]).
+    pub fn headers(&self, truncated: bool) -> Vec<(String, String)> {
+        self.attributes(truncated)
+            .into_iter()
+            .map(|(k, v)| (format!("ce-{k}"), v))
+            .collect()
+    }
+
+    /// Structured JSON mode: one line (without the newline).
+    pub fn structured(&self, rendered: &Rendered) -> Vec<u8> {
+        let mut map = serde_json::Map::new();
+        for (k, v) in self.attributes(rendered.truncated) {
+            map.insert(k.to_string(), serde_json::Value::String(v));
+        }
+        map.insert(
+            "datacontenttype".into(),
+            serde_json::Value::String("application/json".into()),
+        );
+        #[derive(Serialize)]
+        struct Line<'a> {
+            #[serde(flatten)]
+            attributes: serde_json::Map<String, serde_json::Value>,
+            data: &'a RawValue,
+        }
+        let text = std::str::from_utf8(&rendered.data).expect("serde_json writes UTF-8");
+        let data: Box<RawValue> =
+            RawValue::from_string(text.to_string()).expect("rendered data is JSON");
+        serde_json::to_vec(&Line {
+            attributes: map,
+            data: &data,
+        })
+        .expect("serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::TensorData;
+
+    fn event(body: Body) -> Event {
+        Event {
+            kind: Kind::Request,
+            ce_id: "x.request".into(),
+            inference_id: Some("x".into()),
+            time: SystemTime::UNIX_EPOCH,
+            ctx: Arc::new(Context {
+                source: "/modelship/ns/iris/pod-0".into(),
+                model: "iris".into(),
+                version: Some("3".into()),
+                namespace: "ns".into(),
+                variant: "primary".into(),
+            }),
+            body,
+        }
+    }
+
+    fn input() -> Vec<Tensor> {
+        vec![Tensor::new("input", vec![1, 2], TensorData::Fp32(vec![1.5, 2.0])).unwrap()]
+    }
+
+    #[test]
+    fn a_request_renders_as_v2_json_with_binary_mode_headers() {
+        let e = event(Body::Request {
+            client_id: Some("c1".into()),
+            inputs: input(),
+        });
+        let r = e.render(1 << 16);
+        assert!(!r.truncated);
+        let v: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "c1", "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 2], "data": [1.5, 2.0]}]})
+        );
+        let h = e.headers(false);
+        let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(
+            get("ce-type"),
+            Some("org.kubeflow.serving.inference.request")
+        );
+        assert_eq!(get("ce-inferenceid"), Some("x"));
+        assert_eq!(get("ce-modelversion"), Some("3"));
+        assert_eq!(get("ce-time"), Some("1970-01-01T00:00:00.000Z"));
+        assert_eq!(get("ce-truncated"), None);
+    }
+
+    #[test]
+    fn a_body_over_the_cap_is_replaced_and_flagged() {
+        let e = event(Body::Request {
+            client_id: None,
+            inputs: input(),
+        });
+        let full = e.render(1 << 16).data.len();
+        let r = e.render(10);
+        assert!(r.truncated);
+        let v: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
+        assert_eq!(v, serde_json::json!({"truncated": true, "bytes": full}));
+        let line: serde_json::Value = serde_json::from_slice(&e.structured(&r)).unwrap();
+        assert_eq!(line["truncated"], "true");
+        assert_eq!(line["specversion"], "1.0");
+        assert_eq!(line["data"]["truncated"], true);
+    }
+}

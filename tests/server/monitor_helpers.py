@@ -1,0 +1,95 @@
+"""What the monitoring tests share: a CloudEvents receiver run by the test, reading
+/metrics, sending Iris requests."""
+
+import http.server
+import json
+import re
+import threading
+import time
+
+import requests
+
+from conftest import FLOWERS
+
+
+class Receiver:
+    """An HTTP CloudEvents receiver (binary mode) on loopback: keeps each event's
+    headers and body; answers after `delay` seconds with `status`."""
+
+    def __init__(self, delay: float = 0.0, status: int = 200):
+        self.events = []
+        self.lock = threading.Lock()
+        self.delay = delay
+        self.status = status
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                n = int(self.headers.get("content-length", 0))
+                body = self.rfile.read(n)
+                if outer.delay:
+                    time.sleep(outer.delay)
+                with outer.lock:
+                    outer.events.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(outer.status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/events"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.events)
+
+    def wait_for(self, n: int, timeout: float = 20.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if len(self.snapshot()) >= n:
+                return self.snapshot()
+            time.sleep(0.05)
+        raise AssertionError(f"expected {n} events, got {len(self.snapshot())}")
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def metric(server, name: str, **labels) -> float:
+    """The sum of the samples of `name` whose labels include `labels`."""
+    text = requests.get(f"{server.url}/metrics", timeout=5).text
+    total = 0.0
+    found = False
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        if all(have.get(k) == str(v) for k, v in labels.items()):
+            total += float(m.group(4))
+            found = True
+    return total if found else 0.0
+
+
+def infer(session, server, rows, model="iris", client_id=None):
+    body = {"inputs": [{"name": "input", "shape": [len(rows), 4], "datatype": "FP32", "data": rows}]}
+    if client_id is not None:
+        body["id"] = client_id
+    r = session.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def one_flower(i: int):
+    return [FLOWERS[i % 3]]
+
+
+def body_json(event):
+    return json.loads(event[1])

@@ -1,6 +1,7 @@
 """`modelship-server predict`: CSV (with and without a header) and JSON Lines
 in, one JSON line per scored row out; bad rows reported by line and skipped,
-or failing the run with --fail-on-bad-rows; empty input is not an error."""
+or failing the run with --fail-on-bad-rows (exit code 14); empty input is not
+an error. The sharded runs (prefixes, S3, Parquet, reports) are test_batch.py."""
 
 import json
 import subprocess
@@ -117,8 +118,8 @@ def test_bad_json_line_is_reported(tmp_path):
 def test_fail_on_bad_rows_stops_the_run(tmp_path):
     text = ",".join(map(str, FLOWERS[0])) + "\n1,2,nan,4\n" + ",".join(map(str, FLOWERS[2])) + "\n"
     proc, _ = predict(tmp_path, text, "--fail-on-bad-rows")
-    assert proc.returncode == 1
-    assert "line 2 (row 1): column 3: NaN is not a finite number (--fail-on-bad-rows)" in proc.stderr
+    assert proc.returncode == 14, proc.stderr
+    assert "in.csv: line 2 (row 1): column 3: NaN is not a finite number (--bad-rows fail)" in proc.stderr
 
 
 @pytest.mark.parametrize("text", ["", "\n\n"], ids=["empty", "blank lines"])

@@ -171,9 +171,10 @@ mod shared_flags {
         let Command::Predict(predict) = parse("predict").command else {
             panic!("expected predict")
         };
+        let predict_model = predict.model_args().expect("--model given");
         for (model, runtime) in [
             (&serve.model, &serve.runtime),
-            (&predict.model, &predict.runtime),
+            (&predict_model, &predict.runtime),
         ] {
             assert_eq!(model.model, "m.onnx");
             assert_eq!(model.checksum.sha256.as_deref(), Some("ab"));

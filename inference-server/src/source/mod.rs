@@ -8,7 +8,7 @@
 mod http;
 mod local;
 mod retry;
-mod s3;
+pub(crate) mod s3;
 mod uri;
 
 use std::path::{Path, PathBuf};
@@ -478,7 +478,7 @@ fn write_error(path: &Path, e: &std::io::Error) -> SourceError {
 }
 
 /// An error and its sources on one line: `a: b: c`, repeated messages once.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(error);
     while let Some(e) = next {

@@ -17,7 +17,7 @@ use super::{ByteStream, ModelUri, SourceError, error_chain, local::is_onnx};
 /// A bucket, ready to read from.
 #[derive(Clone)]
 pub struct S3Store {
-    store: Arc<AmazonS3>,
+    pub(crate) store: Arc<AmazonS3>,
     bucket: String,
 }
 

@@ -15,6 +15,7 @@ SERVER_BIN := $(CARGO_TARGET_DIR)/debug/modelship-server
 include hack/cluster/cluster.mk
 include tests/chart/chart.mk
 include tests/e2e/e2e.mk
+include tests/batch/batch.mk
 include tests/monitoring/monitoring.mk
 include tests/zoo/zoo.mk
 

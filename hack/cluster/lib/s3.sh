@@ -4,8 +4,8 @@
 # its Go module at a release tag like Traefik (lib/gateway.sh), run as a host
 # process beside the cluster. It listens twice on one port: 127.0.0.1 for
 # the host (tests put data in and read results back) and the bridge address
-# for pods, which reach it through a selector-less Service whose Endpoints
-# name the bridge address (as metrics-server is reached). Buckets are
+# for pods, which reach it through a selector-less Service whose EndpointSlice
+# names the bridge address (as metrics-server is reached). Buckets are
 # directories under $STATE_DIR/s3; cluster.sh down stops it and removes them
 # with the rest. Credentials are fixed test values, printed by `cluster.sh env`.
 
@@ -71,12 +71,15 @@ metadata: {name: $S3_SERVICE, namespace: $S3_NAMESPACE}
 spec:
   ports: [{name: http, port: 80, targetPort: $S3_PORT, protocol: TCP}]
 ---
-apiVersion: v1
-kind: Endpoints
-metadata: {name: $S3_SERVICE, namespace: $S3_NAMESPACE}
-subsets:
-- addresses: [{ip: $BRIDGE_IP}]
-  ports: [{name: http, port: $S3_PORT, protocol: TCP}]
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: $S3_SERVICE-host
+  namespace: $S3_NAMESPACE
+  labels: {kubernetes.io/service-name: $S3_SERVICE, endpointslice.kubernetes.io/managed-by: modelship-cluster}
+addressType: IPv4
+ports: [{name: http, port: $S3_PORT, protocol: TCP}]
+endpoints: [{addresses: [$BRIDGE_IP]}]
 YAML
 }
 
@@ -107,6 +110,8 @@ s3_up() {
 
 # s3_env: export lines for a client on the host and for pods' Secrets.
 s3_env() {
+  # shellcheck disable=SC2034 # kctl's kubectl
+  BIN="$(bin_dir)"
   echo "export MODELSHIP_S3_ENDPOINT=http://127.0.0.1:$S3_PORT"
   echo "export MODELSHIP_S3_POD_ENDPOINT=$(s3_endpoint_for_pods)"
   echo "export MODELSHIP_S3_ACCESS_KEY=$S3_ACCESS_KEY MODELSHIP_S3_SECRET_KEY=$S3_SECRET_KEY MODELSHIP_S3_REGION=$S3_REGION"

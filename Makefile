@@ -106,17 +106,26 @@ demo-down: ## Remove everything make demo started
 	scripts/demo.sh down
 
 .PHONY: bench-server
-bench-server: ## Benchmark modelship vs MLServer and KServe (writes docs/benchmarks.md)
+bench-server: ## Benchmark modelship vs MLServer and KServe, REST and gRPC (writes docs/benchmarks.md)
 	bench/setup.sh
+	scripts/setup-grpc-tools.sh
 	cargo build --release --locked -p modelship-server -p modelship-operator --bins --examples
 	$(PY) bench/bench_server.py
 	$(PY) bench/bench_payload_log.py --write
+	$(PY) bench/bench_grpc.py
 
 .PHONY: bench-payload-log
 bench-payload-log: ## Payload logging off / on to a live sink / on to a dead sink, same load (docs/benchmarks.md)
 	bench/setup.sh
 	cargo build --release --locked -p modelship-server --bins --examples
 	$(PY) bench/bench_payload_log.py --write
+
+.PHONY: bench-grpc
+bench-grpc: ## gRPC: modelship vs MLServer and KServe gRPC, an empty tonic service, modelship REST (docs/benchmarks.md)
+	bench/setup.sh
+	scripts/setup-grpc-tools.sh
+	cargo build --release --locked -p modelship-server --bins --examples
+	$(PY) bench/bench_grpc.py
 
 .PHONY: bench-heavy
 bench-heavy: ## Compute-heavy models (digits MLP, CNN): batching on/off, tract/ORT, MLServer, KServe (docs/benchmarks.md)

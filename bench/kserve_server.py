@@ -1,13 +1,14 @@
 """The KServe peer of `make bench-server`: a `kserve.Model` that runs the same
-ONNX file with onnxruntime, served by KServe's own ModelServer (v1 + v2 REST).
+ONNX file with onnxruntime, served by KServe's own ModelServer (v1 + v2 REST; with GRPC_PORT also v2 gRPC).
 The model's first input takes the request's first tensor; every output is returned.
 
-Usage: python bench/kserve_server.py PORT MODEL.onnx [NAME]   (NAME defaults to iris)
+Usage: python bench/kserve_server.py PORT MODEL.onnx [NAME [GRPC_PORT]]   (NAME defaults to iris)
 """
 
 import sys
 import uuid
 
+import grpc.aio._server
 import numpy as np
 import onnxruntime as ort
 import uvicorn
@@ -26,6 +27,16 @@ def _loopback_config(self, *args, **kwargs):
 
 
 uvicorn.Config.__init__ = _loopback_config
+
+# Its gRPC server listens on [::] too: bound to loopback the same way.
+_add_insecure_port = grpc.aio._server.Server.add_insecure_port
+
+
+def _loopback_port(self, address):
+    return _add_insecure_port(self, address.replace("[::]:", "127.0.0.1:"))
+
+
+grpc.aio._server.Server.add_insecure_port = _loopback_port
 
 
 class OnnxModel(kserve.Model):
@@ -60,4 +71,6 @@ if __name__ == "__main__":
     port, path = int(sys.argv[1]), sys.argv[2]
     model = OnnxModel(sys.argv[3] if len(sys.argv) > 3 else "iris", path)
     model.load()
-    kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start([model])
+    grpc_port = int(sys.argv[4]) if len(sys.argv) > 4 else None
+    kserve.ModelServer(http_port=port, grpc_port=grpc_port or 8081, enable_grpc=grpc_port is not None,
+                       workers=1).start([model])

@@ -7,7 +7,10 @@
   const NUMERIC = ["FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"];
 
   const model = document.body.dataset.model;
-  const modelPath = "/v2/models/" + encodeURIComponent(model);
+  // The page is /models/NAME under whatever prefix a public route puts it (/team/iris/models/NAME):
+  // every call goes under the same prefix, so the page works behind a path-prefix route.
+  const base = location.pathname.replace(/\/models\/[^/]*$/, "");
+  const modelPath = base + "/v2/models/" + encodeURIComponent(model);
   const $ = (id) => document.getElementById(id);
 
   let meta = null; // v2 model metadata
@@ -140,7 +143,7 @@
     try {
       [meta, card] = await Promise.all([
         call(modelPath, { headers: { Accept: "application/json" } }),
-        call("/models/" + encodeURIComponent(model) + "/card", { headers: { Accept: "application/json" } }),
+        call(base + "/models/" + encodeURIComponent(model) + "/card", { headers: { Accept: "application/json" } }),
       ]);
     } catch (e) {
       status.className = "error";

@@ -1,6 +1,7 @@
 //! The part of the Gateway API (`gateway.networking.k8s.io/v1`, standard channel, as of v1.4.0)
 //! that the operator writes: an `HTTPRoute` with parent references, host names, path matches,
-//! a URL rewrite and weighted backends. Typed structs of our own (the `gateway-api` crate pins
+//! a URL rewrite and weighted backends, and a `GRPCRoute` with service matches and weighted
+//! backends. Typed structs of our own (the `gateway-api` crate pins
 //! another kube); fields the operator never sets are left out, and server-side apply leaves
 //! them to their defaults or to other managers.
 //!
@@ -137,4 +138,66 @@ pub struct HTTPBackendRef {
     pub port: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
+}
+
+/// Routing of gRPC calls from a Gateway's listeners to Services (`GRPCRoute`, standard
+/// channel since v1.1.0).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "gateway.networking.k8s.io",
+    version = "v1",
+    kind = "GRPCRoute",
+    plural = "grpcroutes",
+    namespaced,
+    schema = "disabled",
+    derive = "PartialEq",
+    derive = "Default"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCRouteSpec {
+    /// The Gateways (and their listeners) the route attaches to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parent_refs: Vec<ParentReference>,
+    /// Host names (`:authority`) the route matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<GRPCRouteRule>,
+}
+
+/// Calls that match any of `matches` go to `backendRefs` (a `GRPCBackendRef` has the same
+/// fields the operator sets as an `HTTPBackendRef`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCRouteRule {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<GRPCRouteMatch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backend_refs: Vec<HTTPBackendRef>,
+}
+
+/// What a call must look like to match.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCRouteMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<GRPCMethodMatch>,
+}
+
+/// A match on the call's service and method; a missing one matches any.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCMethodMatch {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<GRPCMethodMatchType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GRPCMethodMatchType {
+    Exact,
+    RegularExpression,
 }

@@ -209,7 +209,7 @@ for r in rules:
 # the HPA (autoscaling), the canary's Deployment and Service, the public route.
 deletable = sorted(x for r in rules if "delete" in r["verbs"] for x in r["resources"])
 assert deletable == sorted(["deployments", "services", "horizontalpodautoscalers", "ingresses", "httproutes",
-                           "poddisruptionbudgets"] * 2), deletable
+                           "grpcroutes", "poddisruptionbudgets"] * 2), deletable
 # Gateways are the platform's: not even read.
 assert not [r for r in rules if "gateways" in r["resources"]], "gateways"
 print(len(rules), "rules checked")
@@ -303,6 +303,8 @@ test_install_all_namespaces_rbac() {
   expect_api_yes get gateway.networking.k8s.io httproutes team-a
   expect_api_yes patch gateway.networking.k8s.io httproutes team-a
   expect_api_yes delete gateway.networking.k8s.io httproutes team-b
+  expect_api_yes patch gateway.networking.k8s.io grpcroutes team-a
+  expect_api_yes delete gateway.networking.k8s.io grpcroutes team-b
   expect_yes delete deployments.apps -n team-a
   expect_yes delete services -n team-a
   expect_yes delete poddisruptionbudgets.policy -n team-a
@@ -317,7 +319,6 @@ test_install_all_namespaces_rbac() {
   expect_no create pods --subresource=exec -n team-a
   expect_api_no get gateway.networking.k8s.io gateways team-a
   expect_api_no create gateway.networking.k8s.io gateways team-a
-  expect_api_no create gateway.networking.k8s.io grpcroutes team-a
   expect_no create ingressclasses.networking.k8s.io
   expect_no create modeldeployments.modelship.io -n team-a
   expect_no delete modeldeployments.modelship.io -n team-a
@@ -351,6 +352,7 @@ test_upgrade_to_namespaced_rbac() {
   expect_api_yes patch gateway.networking.k8s.io httproutes team-a
   expect_yes delete ingresses.networking.k8s.io -n team-a
   expect_api_no patch gateway.networking.k8s.io httproutes team-b
+  expect_api_no patch gateway.networking.k8s.io grpcroutes team-b
   expect_no create ingresses.networking.k8s.io -n team-b
   expect_no get secrets -n team-a
   expect_no get secrets -n team-b

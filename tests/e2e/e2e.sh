@@ -16,6 +16,12 @@
 #   public_url_*, public_page_in_chromium  the public URL through the cluster's gateway
 #                                     (tests/e2e/public_url.sh): predictions, the page in
 #                                     Chromium, /metrics 404, a path prefix, expose removed
+#   grpc_*                            gRPC (tests/e2e/grpc.sh): the grpc readiness probe, a
+#                                     prediction through the Service's grpc port and through
+#                                     the GRPCRoute, API keys over gRPC
+#   canary_*                          the canary through the gateway (tests/e2e/canary.sh): a
+#                                     10% split over REST and gRPC, promotion under load with
+#                                     zero errors, a canary that cannot load gets 0%
 #   rolling_update_under_load         spec.model changed to iris-rf over http while 4 clients
 #                                     send requests (a new connection each): zero non-200
 #                                     responses and zero connection errors, the new model
@@ -76,13 +82,17 @@ trap cleanup EXIT
 
 # shellcheck source=public_url.sh
 source "$ROOT/tests/e2e/public_url.sh"
+# shellcheck source=grpc.sh
+source "$ROOT/tests/e2e/grpc.sh"
+# shellcheck source=canary.sh
+source "$ROOT/tests/e2e/canary.sh"
 
 # skip_all REASON: the suite cannot run here; every test is reported skipped.
 skip_all() {
   local t
   for t in helm_install_operator_ready $AFTER_INSTALL; do skip_test "$t" "$1"; done
 }
-AFTER_INSTALL="iris_ready_and_predicts $PUBLIC_TESTS rolling_update_under_load autoscaling_out_and_in
+AFTER_INSTALL="iris_ready_and_predicts $PUBLIC_TESTS $GRPC_TESTS $CANARY_TESTS rolling_update_under_load autoscaling_out_and_in
   missing_model_is_degraded_then_fixed operator_killed_standby_takes_over public_url_through_ingress
   delete_removes_children
   uninstall_keeps_only_the_crd"

@@ -3,7 +3,7 @@
 over and over from a few threads and counts every outcome.
 
     load.py URL --seconds MAX [--threads N] [--stop-file F] [--new-connections]
-            [--summary F]
+            [--summary F] [--host NAME] [--requests N]
 
 Stops after MAX seconds or as soon as the stop file exists, then prints (and
 writes to --summary) a JSON summary: requests, responses by status code,
@@ -15,6 +15,10 @@ connection is an error, a 503 is a 503.
 client behind a Service sees a rolling update: each request is balanced anew
 by kube-proxy. Without it each thread keeps one connection alive (more
 requests per second, for the autoscaling test).
+
+--host sends that Host header (the URL then names the gateway's address, so
+no name is looked up); --requests stops after that many requests in all. The
+summary also counts the answers by their x-modelship-variant header.
 """
 
 import argparse
@@ -32,19 +36,23 @@ BODY = json.dumps(
 ).encode()
 
 
-def worker(url, deadline, stop_file, new_connections, counts, lock):
+def worker(url, deadline, stop_file, new_connections, counts, lock, host=None, budget=None):
     parts = urllib.parse.urlsplit(url)
     conn = None
     local = collections.Counter()
+    headers = {"Content-Type": "application/json", **({"Host": host} if host else {})}
     while time.monotonic() < deadline and not os.path.exists(stop_file or "/nonexistent/stop"):
+        if budget is not None and not budget.take():
+            break
         try:
             if conn is None:
                 conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=10)
-            conn.request("POST", parts.path, body=BODY, headers={"Content-Type": "application/json"})
+            conn.request("POST", parts.path, body=BODY, headers=headers)
             resp = conn.getresponse()
             payload = resp.read()
             local["requests"] += 1
             local["status %d" % resp.status] += 1
+            local["variant %s" % (resp.getheader("x-modelship-variant") or "-")] += 1
             if resp.status == 200:
                 version = json.loads(payload).get("model_version", "")
                 local["version %s" % (version or "-")] += 1
@@ -63,6 +71,20 @@ def worker(url, deadline, stop_file, new_connections, counts, lock):
         counts.update(local)
 
 
+class Budget:
+    """The requests left to send, shared by the threads."""
+
+    def __init__(self, n):
+        self.left, self.lock = n, threading.Lock()
+
+    def take(self):
+        with self.lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("url")
@@ -71,14 +93,18 @@ def main():
     p.add_argument("--stop-file")
     p.add_argument("--new-connections", action="store_true")
     p.add_argument("--summary")
+    p.add_argument("--host", help="the Host header to send")
+    p.add_argument("--requests", type=int, help="stop after this many requests in all")
     a = p.parse_args()
     if a.seconds <= 0 or a.seconds > 600:
         p.error("--seconds must be in (0, 600]")
     counts, lock = collections.Counter(), threading.Lock()
     start = time.monotonic()
     deadline = start + a.seconds
+    budget = Budget(a.requests) if a.requests else None
     threads = [
-        threading.Thread(target=worker, args=(a.url, deadline, a.stop_file, a.new_connections, counts, lock))
+        threading.Thread(target=worker, args=(a.url, deadline, a.stop_file, a.new_connections, counts, lock,
+                                              a.host, budget))
         for _ in range(a.threads)
     ]
     for t in threads:
@@ -93,6 +119,7 @@ def main():
         "status": {k.split(" ", 1)[1]: v for k, v in sorted(counts.items()) if k.startswith("status ")},
         "model_version": {k.split(" ", 1)[1]: v for k, v in sorted(counts.items()) if k.startswith("version ")},
         "errors": {k.split(" ", 1)[1]: v for k, v in sorted(counts.items()) if k.startswith("error ")},
+        "variant": {k.split(" ", 1)[1]: v for k, v in sorted(counts.items()) if k.startswith("variant ")},
     }
     text = json.dumps(summary)
     print(text)

@@ -12,7 +12,8 @@
 #                                     Chromium: form, Predict, "virginica"
 #   public_url_under_path_prefix      expose.path: /iris -> status.url under /iris, a
 #                                     prediction and the page under the prefix, the old
-#                                     paths and /iris/metrics 404
+#                                     paths and /iris/metrics 404; the page under /iris in
+#                                     headless Chromium (relative links, assets and calls)
 #   public_url_removed_with_expose    expose removed -> HTTPRoute gone, status.url the
 #                                     in-cluster URL, the public URL 404s
 #   public_url_through_ingress        the operator in Ingress mode (class traefik): a
@@ -105,12 +106,13 @@ YAML
   [ "$(gw_status "http://other-$NS.localhost/v2/models/$WEB/ready")" = 404 ] || fail "another host reaches the model"
 }
 
-test_public_page_in_chromium() {
-  need_gateway
+# page_predicts_in_chromium URL: the model's page at URL in headless Chromium:
+# the form filled, Predict, "virginica"; no page error, no request that failed.
+page_predicts_in_chromium() {
   [ -x "$ROOT/.venv/bin/python" ] || skip "no .venv: scripts/setup-python.sh"
   local chromium="${MODELSHIP_CHROMIUM:-/usr/bin/chromium}"
   [ -x "$chromium" ] || skip "no Chromium at $chromium: scripts/setup.sh"
-  "$ROOT/.venv/bin/python" - "http://$WEB_HOST:$GATEWAY_PORT/models/$WEB" "$chromium" <<'PY'
+  "$ROOT/.venv/bin/python" - "$1" "$chromium" <<'PY'
 import sys, tempfile
 from playwright.sync_api import sync_playwright
 
@@ -124,8 +126,12 @@ with sync_playwright() as p:
                                                executable_path=chromium, headless=True, args=args)
     page = ctx.new_page()
     page.set_default_timeout(15_000)
-    errors = []
+    errors, failed = [], []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # Every asset and API call must be found: under a prefix, an absolute path would 404.
+    # (The browser's own favicon request is not the page's.)
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}")
+            if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
     page.goto(url)
     for i, value in enumerate([6.9, 3.1, 5.4, 2.1]):
         page.fill(f"#feature-{i}", str(value))
@@ -135,8 +141,14 @@ with sync_playwright() as p:
     print("prediction on the page through", url, ":", prediction.inner_text())
     assert prediction.inner_text() == "virginica", prediction.inner_text()
     assert not errors, errors
+    assert not failed, failed
     ctx.close()
 PY
+}
+
+test_public_page_in_chromium() {
+  need_gateway
+  page_predicts_in_chromium "http://$WEB_HOST:$GATEWAY_PORT/models/$WEB"
 }
 
 test_public_url_under_path_prefix() {
@@ -149,6 +161,11 @@ test_public_url_under_path_prefix() {
   [ "$(gw_status "http://$WEB_HOST/iris/")" = 200 ] || fail "the page /iris/ is not served"
   [ "$(gw_status "http://$WEB_HOST/v2/models/$WEB/ready")" = 404 ] || fail "the path without the prefix still reaches the model"
   [ "$(gw_status "http://$WEB_HOST/iris/metrics")" = 404 ] || fail "/iris/metrics is reachable"
+  # The page under the prefix: its links, assets and API calls are relative to it.
+  local index
+  index="$(gw_curl "http://$WEB_HOST/iris/")"
+  grep -F "href=\"models/$WEB\"" <<<"$index" >/dev/null || fail "the index's link to the model is not relative: $index"
+  page_predicts_in_chromium "http://$WEB_HOST:$GATEWAY_PORT/iris/models/$WEB"
 }
 
 test_public_url_removed_with_expose() {

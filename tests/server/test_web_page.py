@@ -90,7 +90,7 @@ def fill_flower(page, flower):
 def test_index_lists_the_models(server, page):
     page.goto(server.url + "/")
     link = page.get_by_role("link", name="iris", exact=True)
-    assert link.get_attribute("href") == "/models/iris"
+    assert link.get_attribute("href") == "models/iris"
     link.click()
     page.wait_for_url("**/models/iris")
     page.wait_for_selector("#single:not([hidden])")
@@ -186,4 +186,4 @@ def test_unknown_model_page_is_a_404_in_html(server):
     r = requests.get(server.url + "/models/nope", timeout=10)
     assert r.status_code == 404
     assert r.headers["content-type"].startswith("text/html")
-    assert "No model named" in r.text and 'href="/models/iris"' in r.text
+    assert "No model named" in r.text and 'href="../models/iris"' in r.text

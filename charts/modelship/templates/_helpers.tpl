@@ -73,14 +73,14 @@ secretKeyRef, which the kubelet resolves, not the operator. */}}
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# The public route of spec.expose (deleted when it is removed). HTTPRoutes are
-# read, not watched; whether the Gateway API is installed is read from the
-# discovery documents, which need no rule.
+# The public route of spec.expose (deleted when it is removed) and its gRPC
+# twin. HTTPRoutes and GRPCRoutes are read, not watched; whether the Gateway
+# API is installed is read from the discovery documents, which need no rule.
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["httproutes"]
+  resources: ["httproutes", "grpcroutes"]
   verbs: ["get", "create", "patch", "update", "delete"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]

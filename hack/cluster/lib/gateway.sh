@@ -4,7 +4,11 @@
 # that reads the cluster through its kubeconfig, with one entry point on
 # 127.0.0.1:$GATEWAY_PORT. It installs the Gateway API CRDs (standard channel,
 # the version Traefik pins), a GatewayClass and the Gateway that modelship's
-# HTTPRoutes attach to, and an IngressClass for Traefik's Ingress provider.
+# HTTPRoutes and GRPCRoutes attach to, and an IngressClass for Traefik's
+# Ingress provider. Traefik's Gateway provider serves GRPCRoutes (standard
+# channel) with no flag; the entry point takes h2c (gRPC without TLS) as it
+# comes, and Traefik speaks h2c to a backend port whose appProtocol is
+# kubernetes.io/h2c (the operator's Service sets it).
 # cluster.sh down stops it with the rest; its log is $LOG_DIR/traefik.log.
 
 GATEWAY_NAME=modelship
@@ -159,7 +163,7 @@ gateway_up() {
   kctl apply --server-side -f "$(gateway_api_crds)" >/dev/null
   kctl wait --for=condition=Established --timeout=60s \
     crd/gatewayclasses.gateway.networking.k8s.io crd/gateways.gateway.networking.k8s.io \
-    crd/httproutes.gateway.networking.k8s.io >/dev/null
+    crd/httproutes.gateway.networking.k8s.io crd/grpcroutes.gateway.networking.k8s.io >/dev/null
   write_traefik_config
   start_proc traefik env KUBECONFIG="$KUBECONFIG_FILE" "$traefik" "--configFile=$CONF_DIR/traefik.yaml"
   wait_for "Traefik's ping on 127.0.0.1:$GATEWAY_PING_PORT" 60 traefik \

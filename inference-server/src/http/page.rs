@@ -73,7 +73,7 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Response {
                 .map(|t| format!("<div class=\"muted\">{}</div>", escape_html(&t)))
                 .unwrap_or_default();
             format!(
-                "    <li><a href=\"/models/{href}\">{name}</a><span class=\"{class}\">{badge}</span>{title}</li>\n",
+                "    <li><a href=\"models/{href}\">{name}</a><span class=\"{class}\">{badge}</span>{title}</li>\n",
                 href = escape_html(&encode_path_segment(name)),
                 name = escape_html(name),
             )
@@ -110,7 +110,7 @@ pub async fn model_page(State(state): State<Arc<AppState>>, Path(name): Path<Str
                     .iter()
                     .map(|n| {
                         format!(
-                            "    <li><a href=\"/models/{}\">{}</a></li>",
+                            "    <li><a href=\"../models/{}\">{}</a></li>",
                             escape_html(&encode_path_segment(n)),
                             escape_html(n)
                         )

@@ -6,10 +6,9 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    HTTPGetAction, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SeccompProfile, SecretEnvSource, SecretVolumeSource, SecurityContext, Volume,
-    VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, HTTPGetAction,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SeccompProfile, SecretEnvSource, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -134,6 +133,7 @@ fn server_deployment(v: &Validated, pods: &ServerPods<'_>) -> Deployment {
         env.push(env_var("MODELSHIP_RUNTIME", runtime.as_str()));
     }
     env.push(env_var("MODELSHIP_PORT", &SERVER_PORT.to_string()));
+    env.push(super::grpc::grpc_env());
     if let Some(size) = v.batching.max_batch_size {
         env.push(env_var("MODELSHIP_MAX_BATCH_SIZE", &size.to_string()));
     }
@@ -165,6 +165,7 @@ fn server_deployment(v: &Validated, pods: &ServerPods<'_>) -> Deployment {
     }
     override_env(&mut env, &server.env);
 
+    let readiness = super::grpc::readiness_probe(v, http_probe("/v2/health/ready", 5, 3));
     let mut server_container = Container {
         name: SERVER_CONTAINER.into(),
         image: Some(server.image.clone()),
@@ -175,15 +176,10 @@ fn server_deployment(v: &Validated, pods: &ServerPods<'_>) -> Deployment {
                 .collect(),
         ),
         env: Some(env),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: SERVER_PORT,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(super::grpc::container_ports(v)),
         // The server loads the model before it reports ready; give slow loads ten minutes.
         startup_probe: Some(http_probe("/v2/health/ready", 5, 120)),
-        readiness_probe: Some(http_probe("/v2/health/ready", 5, 3)),
+        readiness_probe: Some(readiness),
         liveness_probe: Some(http_probe("/v2/health/live", 10, 3)),
         resources: v.resources.clone(),
         security_context: Some(restricted_security_context()),

@@ -7,6 +7,7 @@
 //! `HTTPRoute` or an Ingress, [`route`]) and the canary's share of it.
 
 mod deployment;
+pub mod grpc;
 mod hpa;
 mod monitoring;
 mod pdb;

@@ -7,20 +7,25 @@ use super::{canary_labels, child_meta, child_meta_named, selector_labels};
 use crate::crd::ServiceType;
 use crate::validate::{Canary, Validated};
 
-/// Builds the Service of `v`: one port named `http` to the server's `http` port.
+/// Builds the Service of `v`: a port named `http` to the server's `http` port and, while
+/// the server's gRPC listener is on, `grpc` ([`super::grpc::service_port`]).
 pub fn build_service(v: &Validated) -> Service {
     Service {
         metadata: child_meta(v),
         spec: Some(ServiceSpec {
             type_: Some(v.service.type_.as_str().into()),
             selector: Some(selector_labels(&v.name)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: v.service.port,
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(
+                std::iter::once(ServicePort {
+                    name: Some("http".into()),
+                    port: v.service.port,
+                    target_port: Some(IntOrString::String("http".into())),
+                    protocol: Some("TCP".into()),
+                    ..ServicePort::default()
+                })
+                .chain(super::grpc::service_port(v))
+                .collect(),
+            ),
             ..ServiceSpec::default()
         }),
         status: None,

@@ -7,10 +7,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 
+use super::grpc::build_grpcroute;
 use super::route::{CanaryBackend, build_httproute, build_ingress, public_path};
 use super::{build_canary_deployment, build_canary_service};
 use crate::config::{ExposeConfig, ExposeMode, GatewayRef, UrlScheme};
-use crate::gateway_api::HTTPRoute;
+use crate::gateway_api::{GRPCRoute, HTTPRoute};
 use crate::validate::Validated;
 
 /// What discovery says about the Gateway API (`gateway.networking.k8s.io/v1` `httproutes`).
@@ -130,6 +131,9 @@ pub struct CanaryChildren {
 pub struct Traffic {
     /// `None`: no route is wanted, any route the operator made goes.
     pub route: Option<Route>,
+    /// The `GRPCRoute` beside an `HTTPRoute` while the server's gRPC listener is on; `None`:
+    /// any the operator made goes. Applied only where the cluster serves `grpcroutes`.
+    pub grpc_route: Option<GRPCRoute>,
     /// `None`: no canary children are wanted, any the operator made go.
     pub canary: Option<CanaryChildren>,
     /// `None` without `spec.expose`.
@@ -148,6 +152,7 @@ pub fn plan_traffic(
     let Some(expose) = &v.expose else {
         return Traffic {
             route: None,
+            grpc_route: None,
             canary: None,
             exposure: None,
             canary_traffic: None,
@@ -180,6 +185,7 @@ pub fn plan_traffic(
     match api {
         Err(why) => Traffic {
             route: None,
+            grpc_route: None,
             // Kept, so that traffic moves as soon as the route can be made.
             canary: canary_children,
             canary_traffic: hold(CanaryHold::ExposeUnavailable, why.clone()),
@@ -198,6 +204,7 @@ pub fn plan_traffic(
             };
             Traffic {
                 route: Some(Route::Ingress(Box::new(ingress))),
+                grpc_route: None,
                 canary: None,
                 canary_traffic: hold(
                     CanaryHold::Unsupported,
@@ -222,6 +229,7 @@ pub fn plan_traffic(
                 version: c.version.as_deref(),
             });
             let route = build_httproute(v, &host, &expose.path, gateway, backend.as_ref());
+            let grpc_route = build_grpcroute(v, &host, gateway, backend.as_ref());
             let canary_traffic = v.canary.as_ref().map(|c| CanaryTraffic {
                 ready_replicas: canary_ready,
                 traffic_percent: backend.as_ref().map_or(0, |b| b.weight),
@@ -237,6 +245,7 @@ pub fn plan_traffic(
             });
             Traffic {
                 route: Some(Route::HTTPRoute(Box::new(route))),
+                grpc_route,
                 canary: canary_children,
                 canary_traffic,
                 exposure: Some(Exposure::Routed {
@@ -286,6 +295,15 @@ mod tests {
             .collect()
     }
 
+    fn grpc_weights(traffic: &Traffic) -> Vec<Option<i32>> {
+        let route = traffic.grpc_route.as_ref().expect("a GRPCRoute");
+        route.spec.rules[0]
+            .backend_refs
+            .iter()
+            .map(|b| b.weight)
+            .collect()
+    }
+
     #[test]
     fn no_expose_means_no_route_and_no_canary() {
         let v = fixtures::validated("iris.yaml");
@@ -301,6 +319,7 @@ mod tests {
         let v = fixtures::validated("canary.yaml");
         let ready = plan_traffic(&v, &gateway_config(), &GatewayApi::Installed, 1);
         assert_eq!(weights(&ready), [Some(90), Some(10)]);
+        assert_eq!(grpc_weights(&ready), [Some(90), Some(10)]);
         let canary = ready.canary_traffic.unwrap();
         assert_eq!((canary.traffic_percent, canary.hold), (10, None));
         assert_eq!(
@@ -314,6 +333,7 @@ mod tests {
 
         let unready = plan_traffic(&v, &gateway_config(), &GatewayApi::Installed, 0);
         assert_eq!(weights(&unready), [Some(100), Some(0)]);
+        assert_eq!(grpc_weights(&unready), [Some(100), Some(0)]);
         let canary = unready.canary_traffic.unwrap();
         assert_eq!(canary.traffic_percent, 0);
         assert_eq!(canary.hold.unwrap().0, CanaryHold::NotReady);
@@ -324,6 +344,7 @@ mod tests {
         let v = fixtures::validated("canary.yaml");
         let traffic = plan_traffic(&v, &gateway_config(), &GatewayApi::Missing, 1);
         assert_eq!(traffic.route, None);
+        assert_eq!(traffic.grpc_route, None);
         let Some(Exposure::Unavailable(why)) = &traffic.exposure else {
             panic!("{traffic:?}");
         };
@@ -347,6 +368,7 @@ mod tests {
         };
         let traffic = plan_traffic(&v, &config, &GatewayApi::NotChecked, 2);
         assert_eq!(traffic.route.as_ref().map(Route::kind), Some("Ingress"));
+        assert_eq!(traffic.grpc_route, None, "an Ingress has no gRPC twin");
         assert_eq!(traffic.canary, None);
         assert_eq!(
             traffic.canary_traffic.unwrap().hold.unwrap().0,

@@ -152,7 +152,7 @@ async fn pipeline(md: &ModelDeployment, ctx: &Context) -> Result<Action, Error> 
     let children = build_children(&validated);
     let planned = traffic::plan(md, &validated, ctx).await;
     let deployment = apply::apply_children(md, &validated, &children, ctx).await?;
-    traffic::apply_traffic(md, &validated, &planned, ctx).await?;
+    let retiring = traffic::apply_traffic(md, &validated, &planned, ctx).await?;
     let pods = ctx.caches.pods_of(&validated.namespace, &validated.name);
     let observed = Observed::Applied {
         validated: &validated,
@@ -162,6 +162,10 @@ async fn pipeline(md: &ModelDeployment, ctx: &Context) -> Result<Action, Error> 
         canary_pods: &planned.canary_pods,
     };
     status_patch::update_status(md, &observed, ctx).await?;
+    if let Some(after) = retiring {
+        // A canary that had traffic is deleted once the gateway has moved off it.
+        return Ok(Action::requeue(after));
+    }
     // An unavailable route may become available without a change to the spec (the Gateway
     // API installed later): look again soon.
     match planned.traffic.exposure {
@@ -196,6 +200,8 @@ pub fn key(md: &ModelDeployment) -> String {
     format!("{}/{}", md.namespace().unwrap_or_default(), md.name_any())
 }
 
+#[cfg(test)]
+mod retire_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The traffic stage: discover the Gateway API when a route needs it, plan the route and the
 //! canary (pure, [`plan_traffic`]), apply them, and delete the route or the canary's children
-//! the operator made once they are no longer wanted.
+//! the operator made once they are no longer wanted. The `GRPCRoute` goes with the
+//! `HTTPRoute`, where the cluster serves `grpcroutes` (a Gateway API older than v1.1.0 has
+//! none: the model is then public over REST only).
 //!
 //! No cache holds the canary's Deployment and Service or the HTTPRoute, so whether they may
 //! exist is read from the last status (a `status.canary`, an `Exposed` condition): only then
@@ -10,8 +12,13 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::events::EventType;
-use kube::{Api, Resource};
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
 use super::apply::{apply, delete_if_owned, get_and_delete_if_owned};
 use super::caches::ready_pods;
@@ -19,7 +26,7 @@ use super::{Context, Error, events};
 use crate::build::traffic::{Route, wants_gateway_api};
 use crate::build::{GatewayApi, Traffic, plan_traffic};
 use crate::crd::ModelDeployment;
-use crate::gateway_api::HTTPRoute;
+use crate::gateway_api::{GRPCRoute, HTTPRoute};
 use crate::status::ConditionType;
 use crate::validate::{CANARY_SUFFIX, Validated};
 
@@ -27,6 +34,8 @@ use crate::validate::{CANARY_SUFFIX, Validated};
 pub(super) struct Planned {
     pub traffic: Traffic,
     pub gateway_api: GatewayApi,
+    /// Whether the cluster serves `GRPCRoute`s (only asked with the Gateway API).
+    pub grpc_routes: bool,
     pub canary_pods: Vec<Pod>,
 }
 
@@ -64,37 +73,33 @@ pub(super) async fn plan(md: &ModelDeployment, v: &Validated, ctx: &Context) -> 
     );
     Planned {
         traffic,
+        grpc_routes: gateway_api == GatewayApi::Installed && ctx.discovery.grpc_routes(),
         gateway_api,
         canary_pods,
     }
 }
 
 /// Applies the canary's children, then the route (so that the route never names a Service
-/// that does not exist yet); deletes what is no longer wanted.
+/// that does not exist yet); deletes what is no longer wanted, the canary last (see
+/// [`CANARY_RETIRE_GRACE`]). `Some(after)`: look again then, the canary is retiring.
 pub(super) async fn apply_traffic(
     md: &ModelDeployment,
     v: &Validated,
     planned: &Planned,
     ctx: &Context,
-) -> Result<(), Error> {
+) -> Result<Option<Duration>, Error> {
     let client = &ctx.client;
     let canary_name = format!("{}{CANARY_SUFFIX}", v.name);
-    match &planned.traffic.canary {
-        Some(canary) => {
-            let deployments = Api::<Deployment>::namespaced(client.clone(), &v.namespace);
-            apply(deployments, &canary_name, &canary.deployment).await?;
-            let services = Api::<Service>::namespaced(client.clone(), &v.namespace);
-            apply(services, &canary_name, &canary.service).await?;
+    if let Some(canary) = &planned.traffic.canary {
+        let deployments = Api::<Deployment>::namespaced(client.clone(), &v.namespace);
+        let applied = apply(deployments.clone(), &canary_name, &canary.deployment).await?;
+        if applied.annotations().contains_key(RETIRING_SINCE) {
+            // The canary came back while it was retiring: it is not retiring any more.
+            let patch = json!({"metadata": {"annotations": {RETIRING_SINCE: null}}});
+            merge_patch(&deployments, &canary_name, &patch).await?;
         }
-        None if previously_canary(md) => {
-            let deleted = delete_child::<Deployment>(v, &canary_name, ctx).await?
-                | delete_child::<Service>(v, &canary_name, ctx).await?;
-            if deleted {
-                let note = format!("deleted the canary's Deployment and Service {canary_name}");
-                events::publish(md, ctx, EventType::Normal, "CanaryRemoved", note).await;
-            }
-        }
-        None => {}
+        let services = Api::<Service>::namespaced(client.clone(), &v.namespace);
+        apply(services, &canary_name, &canary.service).await?;
     }
     let ingresses = Api::<Ingress>::namespaced(client.clone(), &v.namespace);
     let (keep_route, keep_ingress) = match &planned.traffic.route {
@@ -125,14 +130,130 @@ pub(super) async fn apply_traffic(
     {
         removed.push("HTTPRoute");
     }
-    for kind in removed {
+    let keep_grpc_route = match (&planned.traffic.grpc_route, planned.grpc_routes) {
+        (Some(route), true) => {
+            let routes = Api::<GRPCRoute>::namespaced(client.clone(), &v.namespace);
+            apply(routes, &v.name, route).await?;
+            true
+        }
+        _ => false,
+    };
+    if !keep_grpc_route
+        && previously_exposed(md)
+        && planned.grpc_routes
+        && delete_child::<GRPCRoute>(v, &v.name, ctx).await?
+    {
+        removed.push("GRPCRoute");
+    }
+    if !removed.is_empty() {
         let note = format!(
-            "deleted {kind} {}: the public route is no longer wanted as it was",
+            "deleted {} {}: the public route is no longer wanted as it was",
+            removed.join(" and "),
             v.name
         );
         events::publish(md, ctx, EventType::Normal, "RouteRemoved", note).await;
     }
-    Ok(())
+    let canary_may_exist =
+        previously_canary(md) || !ctx.caches.pods_of(&v.namespace, &canary_name).is_empty();
+    if planned.traffic.canary.is_none() && canary_may_exist {
+        match retire_canary(md, v, &canary_name, ctx).await? {
+            Retired::Waiting(after) => return Ok(Some(after)),
+            Retired::Deleted => {
+                let note = format!("deleted the canary's Deployment and Service {canary_name}");
+                events::publish(md, ctx, EventType::Normal, "CanaryRemoved", note).await;
+            }
+            Retired::Gone => {}
+        }
+    }
+    Ok(None)
+}
+
+/// How long a canary that had traffic keeps serving after the route stopped sending it any,
+/// before its Deployment and Service are deleted: a gateway applies a route change within
+/// seconds (Traefik gathers changes for 2 s), and a request it still sends to the canary
+/// meanwhile must find it there. A promotion (the canary's model made the primary's) and a
+/// rollback (the canary removed) lose no request to the canary's removal.
+pub const CANARY_RETIRE_GRACE: Duration = Duration::from_secs(10);
+/// Annotation on a retiring canary's Deployment: when the route stopped sending it traffic.
+pub const RETIRING_SINCE: &str = "modelship.io/canary-retiring-since";
+
+/// What became of a canary that is no longer wanted.
+enum Retired {
+    /// Deleted now.
+    Deleted,
+    /// Still serving what the gateway may send it; deleted after this long.
+    Waiting(Duration),
+    /// Nothing of ours was there.
+    Gone,
+}
+
+/// Retires the canary `name` of `v`: one that had traffic (by the last status) is marked
+/// [`RETIRING_SINCE`] and kept for [`CANARY_RETIRE_GRACE`]; then (or at once, for one that
+/// had none) its Deployment and Service are deleted.
+async fn retire_canary(
+    md: &ModelDeployment,
+    v: &Validated,
+    name: &str,
+    ctx: &Context,
+) -> Result<Retired, Error> {
+    let api = Api::<Deployment>::namespaced(ctx.client.clone(), &v.namespace);
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(|source| delete_error::<Deployment>(name, source))?;
+    let mut deleted = false;
+    if let Some(deployment) = found {
+        let had_traffic = md
+            .status
+            .as_ref()
+            .and_then(|s| s.canary.as_ref())
+            .is_some_and(|c| c.traffic_percent > 0);
+        let now = Timestamp::now();
+        let since = deployment
+            .annotations()
+            .get(RETIRING_SINCE)
+            .and_then(|t| t.parse::<Timestamp>().ok());
+        let owned = deployment
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && o.uid == v.uid);
+        let grace = CANARY_RETIRE_GRACE.as_secs() as i64;
+        let wait = match since {
+            _ if !owned => None,
+            None if had_traffic => {
+                let patch = json!({"metadata": {"annotations": {RETIRING_SINCE: now.to_string()}}});
+                merge_patch(&api, name, &patch).await?;
+                Some(grace)
+            }
+            None => None,
+            Some(since) => Some(grace - (now.as_second() - since.as_second())).filter(|w| *w > 0),
+        };
+        if let Some(wait) = wait {
+            return Ok(Retired::Waiting(Duration::from_secs(wait as u64)));
+        }
+        deleted = delete_if_owned(&api, name, &v.uid, &deployment)
+            .await
+            .map_err(|source| delete_error::<Deployment>(name, source))?;
+    }
+    deleted |= delete_child::<Service>(v, name, ctx).await?;
+    Ok(if deleted {
+        Retired::Deleted
+    } else {
+        Retired::Gone
+    })
+}
+
+/// A JSON merge patch of child `name` (the operator's own annotations, outside its applied
+/// object).
+async fn merge_patch(api: &Api<Deployment>, name: &str, patch: &Value) -> Result<(), Error> {
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Apply {
+            kind: "Deployment".into(),
+            name: name.to_string(),
+            source,
+        })
 }
 
 /// Reads and deletes child `name` of kind `K` when `v`'s ModelDeployment controls it.

@@ -19,11 +19,11 @@ use crate::config::{ExposeConfig, ExposeMode, GatewayRef};
 use crate::crd::ModelDeploymentStatus;
 use crate::mock_api::{self, echo};
 
-const DISCOVERY: &str = "/apis/gateway.networking.k8s.io/v1";
-const HTTPROUTES: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/ml/httproutes";
+pub(super) const DISCOVERY: &str = "/apis/gateway.networking.k8s.io/v1";
+pub(super) const HTTPROUTES: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/ml/httproutes";
 const INGRESSES: &str = "/apis/networking.k8s.io/v1/namespaces/ml/ingresses";
 
-fn gateway_mode() -> Config {
+pub(super) fn gateway_mode() -> Config {
     Config {
         expose: ExposeConfig {
             mode: ExposeMode::Gateway,
@@ -39,7 +39,7 @@ fn gateway_mode() -> Config {
 }
 
 /// The discovery document of a cluster that serves HTTPRoutes.
-fn gateway_api_installed(_: &mock_api::Received) -> (StatusCode, Value) {
+pub(super) fn gateway_api_installed(_: &mock_api::Received) -> (StatusCode, Value) {
     (
         StatusCode::OK,
         json!({
@@ -51,7 +51,7 @@ fn gateway_api_installed(_: &mock_api::Received) -> (StatusCode, Value) {
 }
 
 /// Caches holding `ready` Ready pods of the canary of `iris`.
-fn canary_pods(ready: usize) -> Caches {
+pub(super) fn canary_pods(ready: usize) -> Caches {
     let (reader, mut writer) = reflector::store();
     for i in 0..ready {
         let pod: Pod = serde_json::from_value(json!({
@@ -70,13 +70,13 @@ fn canary_pods(ready: usize) -> Caches {
 }
 
 /// The canary fixture at the root path (an Ingress has no rewrite).
-fn canary_at_root() -> ModelDeployment {
+pub(super) fn canary_at_root() -> ModelDeployment {
     let mut md = fixtures::model_deployment("canary.yaml");
     md.spec.expose.as_mut().unwrap().path = None;
     md
 }
 
-fn weights(route: &Value) -> Vec<(String, i64)> {
+pub(super) fn weights(route: &Value) -> Vec<(String, i64)> {
     let rules = route["spec"]["rules"].as_array().unwrap();
     rules.last().unwrap()["backendRefs"]
         .as_array()
@@ -200,7 +200,7 @@ async fn a_canary_without_ready_pods_gets_no_traffic_and_the_status_says_why() {
 }
 
 /// A status that reported a route and a canary, as the operator wrote it before.
-fn previously_exposed_status() -> ModelDeploymentStatus {
+pub(super) fn previously_exposed_status() -> ModelDeploymentStatus {
     let condition = |type_: &str, reason: &str| Condition {
         type_: type_.into(),
         status: "True".into(),
@@ -244,6 +244,19 @@ async fn removing_expose_and_canary_deletes_the_route_and_canary_it_owns() {
                 .await;
             api.expect(Method::PATCH, &format!("{SERVICES}/iris"), echo)
                 .await;
+            // The route first, the canary last.
+            let route = owned("HTTPRoute", "gateway.networking.k8s.io/v1", "iris");
+            let answer = route.clone();
+            api.expect(Method::GET, &format!("{HTTPROUTES}/iris"), |_| {
+                (StatusCode::OK, answer)
+            })
+            .await;
+            api.expect(Method::DELETE, &format!("{HTTPROUTES}/iris"), |_| {
+                (StatusCode::OK, route)
+            })
+            .await;
+            let event = api.expect(Method::POST, EVENTS, echo).await;
+            assert_eq!(event.body["reason"], "RouteRemoved");
             for (path, kind, api_version) in [
                 (DEPLOYMENTS, "Deployment", "apps/v1"),
                 (SERVICES, "Service", "v1"),
@@ -261,18 +274,6 @@ async fn removing_expose_and_canary_deletes_the_route_and_canary_it_owns() {
             }
             let event = api.expect(Method::POST, EVENTS, echo).await;
             assert_eq!(event.body["reason"], "CanaryRemoved");
-            let route = owned("HTTPRoute", "gateway.networking.k8s.io/v1", "iris");
-            let answer = route.clone();
-            api.expect(Method::GET, &format!("{HTTPROUTES}/iris"), |_| {
-                (StatusCode::OK, answer)
-            })
-            .await;
-            api.expect(Method::DELETE, &format!("{HTTPROUTES}/iris"), |_| {
-                (StatusCode::OK, route)
-            })
-            .await;
-            let event = api.expect(Method::POST, EVENTS, echo).await;
-            assert_eq!(event.body["reason"], "RouteRemoved");
             let patch = api
                 .expect(
                     Method::PATCH,

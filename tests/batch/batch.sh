@@ -115,7 +115,7 @@ test_missing_input_fails_at_once_with_input_not_found() {
 }
 
 test_a_corrupt_row_fails_the_run_naming_file_and_line() {
-  printf 'id,customer,sepal_length,sepal_width,petal_length,petal_width\n1,c1,5.1,3.5,1.4,0.2\n2,c2,not-a-number,3.0,1.4,0.2\n3,c3,6.2,2.9,4.3,1.3\n' >"$WORK/bad.csv"
+  printf 'id,customer,sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)\n1,c1,5.1,3.5,1.4,0.2\n2,c2,not-a-number,3.0,1.4,0.2\n3,c3,6.2,2.9,4.3,1.3\n' >"$WORK/bad.csv"
   data put "$BUCKET" bad/ "$WORK/bad.csv"
   bpred badfail "s3://$BUCKET/bad/" "s3://$BUCKET/out-badfail/" "  badRows: fail
   shards: 1"

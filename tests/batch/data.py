@@ -24,7 +24,8 @@ import sys
 import boto3
 import numpy as np
 
-FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+# The builtin iris model's feature names: with them in the header, the other columns may be kept.
+FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 SAMPLE_EVERY = 97
 
 

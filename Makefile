@@ -18,6 +18,7 @@ include tests/e2e/e2e.mk
 include tests/batch/batch.mk
 include tests/monitoring/monitoring.mk
 include tests/zoo/zoo.mk
+include tests/faults/faults.mk
 
 .PHONY: help
 help: ## Show the targets

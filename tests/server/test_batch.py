@@ -222,6 +222,12 @@ def test_parquet_shards_by_row_group(s3, tmp_path):
     client.upload_file(str(local), "pqdata", "in/flowers.parquet")
     reference = whole_run(tmp_path, str(local), "--keep-columns", "id")
     assert len(reference) == rows
+    # A codec this build leaves out (zstd) is refused for good (2), not retried (1).
+    pq.write_table(table.slice(0, 10), tmp_path / "zstd.parquet", compression="zstd")
+    zstd = predict("--input", str(tmp_path / "zstd.parquet"), "--output", str(tmp_path / "zstd-out"), "--shard", "0/1",
+                   "--run-id", "z", tlog=tmp_path / "zstd")
+    assert zstd.returncode == 2, zstd.stderr
+    assert "zstd" in json.loads((tmp_path / "zstd").read_text())["message"]
     for inp, out in [(str(local), str(tmp_path / "pq-out")), ("s3://pqdata/in/", "s3://pqdata/out/")]:
         n = 4
         shards = run_shards(n, inp, out, "--keep-columns", "id", "--output-format", "parquet", env=env,

@@ -188,8 +188,17 @@ fn read_parquet<R: ChunkReader + Clone + 'static>(
                 .map_err(|e| invalid(name, e))?;
         let mut row = base;
         for batch in batches {
-            let batch = batch
-                .map_err(|e| Stop::Fatal(format!("{name}: cannot read row group {g}: {e}")))?;
+            let batch = batch.map_err(|e| {
+                let why = format!("{name}: cannot read row group {g}: {e}");
+                // A codec this build leaves out: no retry can help.
+                if why.contains("Disabled feature at compile time") {
+                    Stop::Invalid(format!(
+                        "{why} (this build reads uncompressed and Snappy Parquet)"
+                    ))
+                } else {
+                    Stop::Fatal(why)
+                }
+            })?;
             if sink.cancelled() {
                 return Err(Stop::Cancelled);
             }

@@ -91,7 +91,7 @@ test-operator: ## Operator integration tests against a real API server
 # Every suite runs whole under make test: a skip is a failure there.
 .PHONY: test
 test: export REQUIRE_NO_SKIP = 1
-test: setup lint test-harness test-rust test-models test-server test-zoo test-operator test-chart test-cluster test-e2e test-faults test-monitoring ## Run every test
+test: setup lint test-harness test-rust test-models test-server test-zoo test-operator test-chart test-cluster test-e2e test-batch test-faults test-monitoring ## Run every test
 	@echo "make test: all suites passed"
 
 .PHONY: serve

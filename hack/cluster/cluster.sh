@@ -5,6 +5,8 @@
 #   cluster.sh down                        stop it and remove everything it made
 #   cluster.sh gateway                     start the gateway (Traefik, Gateway API) on a
 #                                          full cluster; no-op when up; down stops it
+#   cluster.sh s3                          start the S3 server (versitygw) on a full
+#                                          cluster; no-op when up; down stops it
 #   cluster.sh prometheus [--set K=V...]   start (or reload) Prometheus with the chart's rules;
 #                                          prometheus-dir builds it, prints where promtool is
 #   cluster.sh status                      show what runs; exit 1 when not up
@@ -37,6 +39,8 @@ source "$here/lib/node.sh"
 source "$here/lib/image.sh"
 # shellcheck source=lib/gateway.sh
 source "$here/lib/gateway.sh"
+# shellcheck source=lib/s3.sh
+source "$here/lib/s3.sh"
 # shellcheck source=lib/prometheus.sh
 source "$here/lib/prometheus.sh"
 # shellcheck source=lib/down.sh
@@ -150,6 +154,8 @@ case "$cmd" in
   up) cluster_up ;;
   down) cluster_down ;;
   gateway) gateway_up ;;
+  s3) s3_up ;;
+  s3-env) s3_env ;;
   prometheus) prometheus_up "$@" ;;
   prometheus-dir) build_prometheus ;;
   status) cluster_status ;;
@@ -159,5 +165,5 @@ case "$cmd" in
     echo "export PATH=\"$(build_binaries):\$PATH\""
     echo "export KUBECONFIG=\"$KUBECONFIG_FILE\""
     echo "export MODELSHIP_GATEWAY_NAME=$GATEWAY_NAME MODELSHIP_GATEWAY_NAMESPACE=$GATEWAY_NAMESPACE MODELSHIP_GATEWAY_PORT=$GATEWAY_PORT" ;;
-  *) sed -n '2,17s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,19s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac

@@ -23,6 +23,8 @@ start_apiserver() {
   # The kubernetes Service cannot point at a loopback address; with no pods
   # (control-plane mode) nobody needs its endpoints.
   [ "$MODE" = control-plane ] && reconciler=none
+  local -a audit
+  mapfile -t audit < <(audit_flags)
   start_proc kube-apiserver "$BIN/kube-apiserver" \
     --bind-address="$address" --advertise-address="$address" --secure-port="$APISERVER_PORT" \
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
@@ -48,7 +50,7 @@ start_apiserver() {
     --proxy-client-cert-file="$PKI_DIR/front-proxy-client.crt" \
     --proxy-client-key-file="$PKI_DIR/front-proxy-client.key" \
     --enable-aggregator-routing=true \
-    $(audit_flags) \
+    "${audit[@]}" \
     --profiling=false --v=1
   wait_for "kube-apiserver readiness" 90 kube-apiserver \
     curl -sf --cacert "$PKI_DIR/ca.crt" "https://$address:$APISERVER_PORT/readyz"

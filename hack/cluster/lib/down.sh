@@ -87,6 +87,7 @@ unmount_under() { # unmount_under DIR: every mount at or below DIR, deepest firs
 stop_processes() {
   stop_proc traefik
   stop_proc prometheus
+  stop_proc versitygw
   if "$1"; then
     stop_proc kubelet
     remove_pods

@@ -3,7 +3,8 @@
 //! Every source is read the same way: the URI is parsed ([`ModelUri`]), a directory or
 //! S3 prefix is resolved to its single `*.onnx` object, the object is streamed through a
 //! SHA-256 hasher into memory ([`load_artifact`]) or into a file ([`fetch_to_dir`]), and the
-//! optional `<stem>.card.json` beside it is read into a [`ModelCard`].
+//! optional `<stem>.card.json` beside it is read into a [`ModelCard`]. A remote read that
+//! fails for a transient cause is tried again with bounded backoff (`retry`).
 
 mod http;
 mod local;

@@ -77,15 +77,21 @@ def test_each_inference_gives_a_request_and_a_response_event_paired_by_the_serve
         r = session.post(f"{s.url}/v1/models/iris:predict", json={"instances": [FLOWERS[1]]})
         assert r.status_code == 200, r.text
         v1_id = r.headers["x-modelship-inference-id"]
-        # gRPC: the id in the response's parameters.
-        import tritonclient.grpc as grpcclient
-        import numpy as np
+        # gRPC: the id in the response's parameters. KServe's generated modules, as test_grpc.py
+        # uses in-process: tritonclient's define the same `inference` protobuf package, and one
+        # process can load only one of the two (test_grpc.py runs tritonclient in its own process).
+        import grpc
+        from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+        from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
-        c = grpcclient.InferenceServerClient(url=s.grpc_target)
-        inp = grpcclient.InferInput("input", [1, 4], "FP32")
-        inp.set_data_from_numpy(np.asarray([FLOWERS[0]], dtype=np.float32))
-        res = c.infer("iris", [inp])
-        grpc_id = res.get_response().parameters["modelship_inference_id"].string_param
+        with grpc.insecure_channel(s.grpc_target) as channel:
+            res = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(pb.ModelInferRequest(
+                model_name="iris",
+                inputs=[pb.ModelInferRequest.InferInputTensor(
+                    name="input", datatype="FP32", shape=[1, 4],
+                    contents=pb.InferTensorContents(fp32_contents=FLOWERS[0]))],
+            ), timeout=10)
+        grpc_id = res.parameters["modelship_inference_id"].string_param
         assert grpc_id and grpc_id not in answers
 
         ids = list(answers) + [v1_id, grpc_id]

@@ -16,17 +16,18 @@ use k8s_openapi::api::batch::v1::{
     PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource, PodSecurityContext,
-    PodSpec, PodTemplateSpec, SecretEnvSource, Volume,
+    Container, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+    SecretEnvSource, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 
 use super::crd::BatchPrediction;
 use super::plan::{DATA_DIR, Plan};
+use crate::build::nonroot_pod_security_context;
 use crate::build::{
-    INSTANCE_LABEL, MANAGER, MODELS_DIR, NONROOT_ID, empty_dir, fetch_container, mount,
-    restricted_security_context, runtime_default_seccomp,
+    INSTANCE_LABEL, MANAGER, MODELS_DIR, empty_dir, fetch_container, mount,
+    restricted_security_context,
 };
 use crate::validate::ModelSource;
 
@@ -279,14 +280,7 @@ fn pod_template(plan: &Plan, component: &str, args: Vec<String>) -> PodTemplateS
             restart_policy: Some("Never".into()),
             containers: vec![predict],
             volumes: Some(volumes),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(NONROOT_ID),
-                run_as_group: Some(NONROOT_ID),
-                fs_group: Some(NONROOT_ID),
-                seccomp_profile: Some(runtime_default_seccomp()),
-                ..PodSecurityContext::default()
-            }),
+            security_context: Some(nonroot_pod_security_context()),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             service_account_name: pod.service_account_name.clone(),

@@ -39,6 +39,19 @@ pub use deployment::{
     runtime_default_seccomp,
 };
 pub use hpa::build_hpa;
+
+/// The pod-level security of every pod the operator makes (model servers and batch shards):
+/// non-root as the image's user and group, the runtime's default seccomp profile.
+pub fn nonroot_pod_security_context() -> k8s_openapi::api::core::v1::PodSecurityContext {
+    k8s_openapi::api::core::v1::PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(NONROOT_ID),
+        run_as_group: Some(NONROOT_ID),
+        fs_group: Some(NONROOT_ID),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..Default::default()
+    }
+}
 pub use pdb::build_pdb;
 pub use service::{build_canary_service, build_service};
 pub use traffic::{GatewayApi, Traffic, plan_traffic};

@@ -156,3 +156,73 @@ def test_the_command_line_converts_xgboost_and_lightgbm_estimators(tmp_path, fra
     label = next(o for o in onx.graph.output if o.name == "label")
     assert label.type.tensor_type.shape.dim[0].dim_param == "N" or not label.type.tensor_type.shape.dim[0].HasField("dim_value")
     np.testing.assert_array_equal(run_onnx(onx, data.data)["label"].reshape(-1), predicted)
+
+
+def digits_sample(tmp_path: Path, rows: int = 300):
+    """A logistic regression on scikit-learn's 8x8 digits (values 0..16), dumped, and its CSV sample."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_digits()
+    x, y = data.data[:rows], data.target[:rows]
+    model = LogisticRegression(max_iter=300).fit(x, y)
+    joblib.dump(model, tmp_path / "digits.joblib")
+    with open(tmp_path / "digits.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(list(data.feature_names))
+        w.writerows(x.tolist())
+    return model, x
+
+
+def convert_cli(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [Path(sys.executable).with_name("modelship-convert"), str(tmp_path / "digits.joblib"),
+         "--sample", str(tmp_path / "digits.csv"), "--out", str(tmp_path / "out"), *extra],
+        capture_output=True, text=True,
+    )
+
+
+def test_image_option_marks_the_features_as_a_picture_in_the_card(tmp_path):
+    model, x = digits_sample(tmp_path)
+    done = convert_cli(tmp_path, "--image", "8x8:16")
+    assert done.returncode == 0, done.stderr
+    card = json.loads((tmp_path / "out" / "model.card.json").read_text())
+    assert card["image"] == {"height": 8, "width": 8, "background": 0.0, "ink": 16.0}
+    assert len(card["feature_names"]) == 64 and card["feature_names"][9] == "pixel_1_1"
+    onx = onnx.load(tmp_path / "out" / "model.onnx")
+    np.testing.assert_array_equal(run_onnx(onx, x)["label"], model.predict(x.astype(np.float32)))
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("8x8", {"height": 8, "width": 8, "background": 0.0, "ink": 1.0}),
+        ("8x8:16", {"height": 8, "width": 8, "background": 0.0, "ink": 16.0}),
+        ("28x20:255..0", {"height": 28, "width": 20, "background": 255.0, "ink": 0.0}),
+        ("4x4:-1..1", {"height": 4, "width": 4, "background": -1.0, "ink": 1.0}),
+    ],
+)
+def test_image_option_reads_size_and_values(text, want):
+    from modelship_convert.card import parse_image
+
+    assert parse_image(text) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("8", "expected HEIGHTxWIDTH"), ("0x8", "expected HEIGHTxWIDTH"), ("8x8:ink", "is not INK"),
+     ("8x8:3..3", "must differ")],
+)
+def test_image_option_refuses_what_it_cannot_read(text, why):
+    from modelship_convert.card import parse_image
+
+    with pytest.raises(ValueError, match=why):
+        parse_image(text)
+
+
+def test_image_option_that_is_not_the_feature_count_is_refused_and_nothing_written(tmp_path):
+    digits_sample(tmp_path, rows=100)
+    done = convert_cli(tmp_path, "--image", "8x7:16")
+    assert done.returncode == 1
+    assert "image 8x7 is 56 pixels, but the model has 64 features" in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .card import parse_image
 from .convert import ConversionError
 from .verify import Disagreement
 from .write import write_model
@@ -77,8 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title")
     p.add_argument("--description")
     p.add_argument("--name", default="model", help="file stem (default: model)")
+    p.add_argument(
+        "--image", metavar="HxW[:INK]",
+        help="the features are a greyscale picture, row by row: 8x8:16 for scikit-learn's digits "
+        "(0 = no ink, 16 = full ink), 28x28:255..0 for dark ink on white (BACKGROUND..INK); "
+        "the web page then offers a drawing pad",
+    )
     args = p.parse_args(argv)
     try:
+        image = parse_image(args.image) if args.image else None
         names, x, y = read_sample(args.sample, args.label_column)
         model = load_model(args.model)
         classes = getattr(model, "classes_", None)
@@ -89,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         agreement = write_model(
             model, x, args.out, feature_names=names,
             class_labels=args.class_labels.split(",") if args.class_labels else None,
-            title=args.title, description=args.description, y=y, stem=args.name,
+            title=args.title, description=args.description, y=y, stem=args.name, image=image,
         )
     except (ConversionError, Disagreement, ValueError, OSError) as e:
         print(f"modelship-convert: {e}", file=sys.stderr)

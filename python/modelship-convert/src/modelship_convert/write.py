@@ -25,6 +25,7 @@ def write_model(
     description: str | None = None,
     y: np.ndarray | None = None,
     stem: str = "model",
+    image: dict | None = None,
 ) -> Agreement:
     """Converts a scikit-learn/XGBoost/LightGBM model and writes it; see write_converted."""
     x = np.asarray(x, dtype=np.float32)
@@ -32,7 +33,7 @@ def write_model(
     names = feature_names or _feature_names_of(model, x.shape[1])
     return write_converted(
         converted, x, out_dir, feature_names=names, class_labels=class_labels,
-        title=title, description=description, y=y, stem=stem,
+        title=title, description=description, y=y, stem=stem, image=image,
     )
 
 
@@ -47,14 +48,18 @@ def write_converted(
     description: str | None = None,
     y: np.ndarray | None = None,
     stem: str = "model",
+    image: dict | None = None,
 ) -> Agreement:
     """Runs the ONNX model on the sample `x`, refuses (Disagreement) when it disagrees with the
     original, else writes `<stem>.onnx` and `<stem>.card.json` into `out_dir`.
 
     `y`, when given, are the sample's true classes (for the baseline's class shares); without
-    it the shares are those of the model's own predictions.
+    it the shares are those of the model's own predictions. `image` (card.parse_image) marks
+    the features as a greyscale picture, row by row; its pixels must be the features.
     """
     x = np.asarray(x, dtype=np.float32)
+    if image is not None:
+        cards.check_image(image, int(np.prod(x.shape[1:])))
     _dynamic_batch(converted.onnx_model)
     want = converted.predict(x)
     got = run_onnx(converted.onnx_model, x)
@@ -85,6 +90,7 @@ def write_converted(
         class_labels=labels,
         example=[round(float(v), 6) for v in flat[0]],
         baseline=baseline,
+        image=image,
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

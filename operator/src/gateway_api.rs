@@ -1,5 +1,5 @@
 //! The part of the Gateway API (`gateway.networking.k8s.io/v1`, standard channel, as of v1.4.0)
-//! that the operator writes: an `HTTPRoute` with parent references, host names, path matches,
+//! that the operator writes (and the route status it reads back): an `HTTPRoute` with parent references, host names, path matches,
 //! a URL rewrite and weighted backends, and a `GRPCRoute` with service matches and weighted
 //! backends. Typed structs of our own (the `gateway-api` crate pins
 //! another kube); fields the operator never sets are left out, and server-side apply leaves
@@ -23,6 +23,7 @@ pub const VERSION: &str = "v1";
     kind = "HTTPRoute",
     plural = "httproutes",
     namespaced,
+    status = "RouteStatus",
     schema = "disabled",
     derive = "PartialEq",
     derive = "Default"
@@ -37,6 +38,26 @@ pub struct HTTPRouteSpec {
     pub hostnames: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<HTTPRouteRule>,
+}
+
+/// What the Gateways' controllers say of a route, one entry per parent (written by them; the
+/// operator only reads it, and never applies a status).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteStatus {
+    #[serde(default)]
+    pub parents: Vec<RouteParentStatus>,
+}
+
+/// One parent's word on a route: `Accepted`, `ResolvedRefs` and others, as `metav1.Condition`s.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteParentStatus {
+    pub parent_ref: ParentReference,
+    #[serde(default)]
+    pub controller_name: String,
+    #[serde(default)]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
 }
 
 /// A Gateway the route attaches to.
@@ -149,6 +170,7 @@ pub struct HTTPBackendRef {
     kind = "GRPCRoute",
     plural = "grpcroutes",
     namespaced,
+    status = "RouteStatus",
     schema = "disabled",
     derive = "PartialEq",
     derive = "Default"

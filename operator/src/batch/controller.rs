@@ -24,11 +24,10 @@ use tokio::sync::watch;
 use super::crd::{BatchPrediction, BatchPredictionStatus, Phase, UsedModel};
 use super::job::{MANIFEST_SUFFIX, build_job, build_manifest_job, managed_selector};
 use super::plan::plan;
-use super::status::{Observed, compute_status, failed_pods, invalid_status};
+use super::status::{Observed, compute_status, failed_pods, invalid_status, waiting_status};
 use crate::build::{INSTANCE_LABEL, MANAGER};
 use crate::config::Config;
 use crate::crd::ModelDeployment;
-use crate::validate::{FieldError, InvalidSpec};
 
 /// A run's status is read again at least this often while it runs (the Job and pod watches
 /// trigger it sooner).
@@ -99,10 +98,13 @@ pub async fn run(
     }
     futures::stream::select_all(streams)
         .for_each(|result| {
-            if let Err(e) = result
-                && !matches!(e, controller::Error::ReconcilerFailed(_, _))
-            {
-                tracing::warn!(error = %e, "batch controller");
+            match result {
+                Ok(_) | Err(controller::Error::ReconcilerFailed(_, _)) => {}
+                // A pod's or Job's event for a run deleted a moment ago: expected.
+                Err(e @ controller::Error::ObjectNotFound(_)) => {
+                    tracing::debug!(error = %e, "batch controller");
+                }
+                Err(e) => tracing::warn!(error = %e, "batch controller"),
             }
             futures::future::ready(())
         })
@@ -126,8 +128,13 @@ async fn reconcile(bp: Arc<BatchPrediction>, ctx: Arc<Context>) -> Result<Action
     }
     let now = Time(k8s_openapi::jiff::Timestamp::now());
 
-    let Some(model) = resolve_model(&bp, &namespace, &ctx).await? else {
-        return Ok(Action::requeue(Duration::from_secs(5)));
+    let model = match resolve_model(&bp, &namespace, &ctx).await? {
+        Ok(model) => model,
+        Err(missing) => {
+            let status = waiting_status(&bp, "ModelDeploymentNotFound", missing, &now);
+            finish(&bp, &previous, &status, &ctx).await?;
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
     };
     let plan = match plan(&bp, &model.to_spec(), &ctx.config) {
         Ok(plan) => plan,
@@ -187,21 +194,22 @@ async fn reconcile(bp: Arc<BatchPrediction>, ctx: Arc<Context>) -> Result<Action
 }
 
 /// The model of the run: `status.model` once recorded, else `spec.model` or the one the
-/// referenced ModelDeployment serves now. `None`: that ModelDeployment does not exist (yet).
+/// referenced ModelDeployment serves now. `Err(why)`: that ModelDeployment does not exist
+/// (yet); the run waits for it, Pending, saying so.
 async fn resolve_model(
     bp: &BatchPrediction,
     namespace: &str,
     ctx: &Context,
-) -> Result<Option<UsedModel>, Error> {
+) -> Result<Result<UsedModel, String>, Error> {
     if let Some(model) = bp.status.as_ref().and_then(|s| s.model.clone()) {
-        return Ok(Some(model));
+        return Ok(Ok(model));
     }
     if let Some(model) = &bp.spec.model {
-        return Ok(Some(UsedModel::of(model, None)));
+        return Ok(Ok(UsedModel::of(model, None)));
     }
     let Some(reference) = &bp.spec.model_deployment_ref else {
         // Both or neither: the plan reports it.
-        return Ok(Some(UsedModel::default()));
+        return Ok(Ok(UsedModel::default()));
     };
     let api = Api::<ModelDeployment>::namespaced(ctx.client.clone(), namespace);
     match api
@@ -209,20 +217,17 @@ async fn resolve_model(
         .await
         .map_err(api_error("reading the ModelDeployment"))?
     {
-        Some(md) => Ok(Some(UsedModel::of(
+        Some(md) => Ok(Ok(UsedModel::of(
             &md.spec.model,
             Some(reference.name.clone()),
         ))),
         None => {
-            let invalid = InvalidSpec(vec![FieldError {
-                field: "spec.modelDeploymentRef.name".into(),
-                rule: format!(
-                    "ModelDeployment {} not found in namespace {namespace}",
-                    reference.name
-                ),
-            }]);
-            tracing::info!(%invalid, "waiting for the ModelDeployment");
-            Ok(None)
+            let why = format!(
+                "waiting for ModelDeployment {} (spec.modelDeploymentRef.name): not found in namespace {namespace}",
+                reference.name
+            );
+            tracing::debug!(%why, "batch run waiting");
+            Ok(Err(why))
         }
     }
 }

@@ -167,6 +167,33 @@ pub fn invalid_status(
     }
 }
 
+/// The status of a run that cannot start yet (its referenced ModelDeployment does not
+/// exist): `Pending`, `Complete` false with `reason` and `message`, nothing failed.
+pub fn waiting_status(
+    bp: &BatchPrediction,
+    reason: &str,
+    message: String,
+    now: &Time,
+) -> BatchPredictionStatus {
+    let previous = bp.status.clone().unwrap_or_default();
+    let generation = bp.metadata.generation;
+    let mut conditions = conditions(
+        Phase::Pending,
+        None,
+        &ShardCounts::default(),
+        generation,
+        now,
+    );
+    conditions[0].reason = reason.into();
+    conditions[0].message = message;
+    BatchPredictionStatus {
+        observed_generation: generation,
+        phase: Phase::Pending,
+        conditions: merge_conditions(&previous.conditions, conditions),
+        ..previous
+    }
+}
+
 fn conditions(
     phase: Phase,
     failure: Option<&Cause>,

@@ -286,3 +286,26 @@ fn an_invalid_spec_fails_at_once_naming_the_field() {
     assert_eq!(c.reason, "InvalidSpec");
     assert!(c.message.contains("spec.parallelism"), "{}", c.message);
 }
+
+#[test]
+fn a_missing_model_deployment_waits_pending_and_says_why() {
+    let status = waiting_status(
+        &bp(),
+        "ModelDeploymentNotFound",
+        "waiting for ModelDeployment iris (spec.modelDeploymentRef.name): not found".into(),
+        &now(),
+    );
+    assert_eq!(status.phase, Phase::Pending);
+    let complete = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Complete")
+        .unwrap();
+    assert_eq!(
+        (complete.status.as_str(), complete.reason.as_str()),
+        ("False", "ModelDeploymentNotFound")
+    );
+    assert!(complete.message.contains("spec.modelDeploymentRef.name"));
+    assert_eq!(failed(&status).status, "False", "waiting is not a failure");
+    assert!(status.completion_time.is_none());
+}

@@ -167,6 +167,7 @@ pub fn build_grpcroute(
         .collect();
     Some(GRPCRoute {
         metadata: child_meta(v),
+        status: None,
         spec: GRPCRouteSpec {
             parent_refs: vec![ParentReference {
                 group: Some(gateway_api::GROUP.into()),

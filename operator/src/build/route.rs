@@ -99,6 +99,7 @@ pub fn build_httproute(
     }
     HTTPRoute {
         metadata: child_meta(v),
+        status: None,
         spec: HTTPRouteSpec {
             parent_refs: vec![ParentReference {
                 group: Some(gateway_api::GROUP.into()),

@@ -43,10 +43,12 @@ pub(super) async fn publish_transitions(
         )
         .await;
     }
-    // A route that cannot be made, and a canary refused, are news; a canary only loading is
-    // not, and one held back for want of a route repeats the first.
+    // A route that cannot be made or that its Gateway refused, and a canary refused, are news;
+    // a route not yet taken and a canary only loading are not, and a canary held back for want
+    // of a route repeats the first.
     if let Some(exposed) = changed(ConditionType::Exposed)
         && exposed.status == "False"
+        && exposed.reason != Reason::RoutePending.as_str()
     {
         let note = exposed.message.clone();
         publish(md, ctx, EventType::Warning, &exposed.reason, note).await;

@@ -31,7 +31,7 @@ use crate::build::traffic::Exposure;
 use crate::config::Config;
 use crate::crd::ModelDeployment;
 use crate::metrics::Metrics;
-use crate::status::Observed;
+use crate::status::{Observed, RouteVerdict};
 use crate::validate::{InvalidSpec, validate};
 
 pub use backoff::{Backoff, error_policy};
@@ -152,7 +152,7 @@ async fn pipeline(md: &ModelDeployment, ctx: &Context) -> Result<Action, Error> 
     let children = build_children(&validated);
     let planned = traffic::plan(md, &validated, ctx).await;
     let deployment = apply::apply_children(md, &validated, &children, ctx).await?;
-    let retiring = traffic::apply_traffic(md, &validated, &planned, ctx).await?;
+    let applied = traffic::apply_traffic(md, &validated, &planned, ctx).await?;
     let pods = ctx.caches.pods_of(&validated.namespace, &validated.name);
     let observed = Observed::Applied {
         validated: &validated,
@@ -160,19 +160,27 @@ async fn pipeline(md: &ModelDeployment, ctx: &Context) -> Result<Action, Error> 
         pods: &pods,
         traffic: &planned.traffic,
         canary_pods: &planned.canary_pods,
+        route: applied.route.as_ref(),
     };
     status_patch::update_status(md, &observed, ctx).await?;
-    if let Some(after) = retiring {
+    if let Some(after) = applied.retiring {
         // A canary that had traffic is deleted once the gateway has moved off it.
         return Ok(Action::requeue(after));
     }
     // An unavailable route may become available without a change to the spec (the Gateway
-    // API installed later): look again soon.
-    match planned.traffic.exposure {
-        Some(Exposure::Unavailable(_)) => Ok(Action::requeue(DISCOVERY_TTL)),
+    // API installed later), and a Gateway writes its word on a route after the apply (no
+    // watch on routes: the Gateway API may not be installed): look again soon.
+    match (&planned.traffic.exposure, &applied.route) {
+        (Some(Exposure::Unavailable(_)), _) | (_, Some(RouteVerdict::Refused { .. })) => {
+            Ok(Action::requeue(DISCOVERY_TTL))
+        }
+        (_, Some(RouteVerdict::Pending)) => Ok(Action::requeue(ROUTE_PENDING_RECHECK)),
         _ => Ok(Action::requeue(RESYNC)),
     }
 }
+
+/// How soon a route no Gateway has accepted yet is read again.
+pub const ROUTE_PENDING_RECHECK: Duration = Duration::from_secs(3);
 
 /// What the read stage found.
 #[derive(Debug, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use super::tests::{
 };
 use super::traffic::{CANARY_RETIRE_GRACE, RETIRING_SINCE};
 use super::traffic_tests::{
-    DISCOVERY, HTTPROUTES, canary_at_root, canary_pods, gateway_api_installed, gateway_mode,
-    previously_exposed_status, weights,
+    DISCOVERY, HTTPROUTES, accepted, canary_at_root, canary_pods, gateway_api_installed,
+    gateway_mode, previously_exposed_status, weights,
 };
 use super::*;
 use crate::build::fixtures;
@@ -55,7 +55,7 @@ async fn where_grpcroutes_are_served_the_grpcroute_follows_the_httproute_weights
             .await;
         assert_eq!(canary_service.body["spec"]["ports"][1]["name"], "grpc");
         let route = api
-            .expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), echo)
+            .expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), accepted)
             .await;
         assert_eq!(
             weights(&route.body),
@@ -190,7 +190,7 @@ async fn a_canary_that_had_traffic_is_kept_while_the_gateway_moves_off_it() {
                 .await;
             // The route first: the primary alone.
             let route = api
-                .expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), echo)
+                .expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), accepted)
                 .await;
             let rules = route.body["spec"]["rules"].as_array().unwrap();
             assert!(rules.iter().all(|r| {
@@ -243,7 +243,7 @@ async fn a_retiring_canary_is_deleted_once_its_grace_is_over() {
             for path in [format!("{DEPLOYMENTS}/iris"), format!("{SERVICES}/iris")] {
                 api.expect(Method::PATCH, &path, echo).await;
             }
-            api.expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), echo)
+            api.expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), accepted)
                 .await;
             let answer = deployment.clone();
             api.expect(Method::GET, &format!("{DEPLOYMENTS}/iris-canary"), |_| {

@@ -27,7 +27,7 @@ use crate::build::traffic::{Route, wants_gateway_api};
 use crate::build::{GatewayApi, Traffic, plan_traffic};
 use crate::crd::ModelDeployment;
 use crate::gateway_api::{GRPCRoute, HTTPRoute};
-use crate::status::ConditionType;
+use crate::status::{ConditionType, RouteVerdict, judge_route};
 use crate::validate::{CANARY_SUFFIX, Validated};
 
 /// The plan, what discovery found, and the canary's pods.
@@ -79,15 +79,25 @@ pub(super) async fn plan(md: &ModelDeployment, v: &Validated, ctx: &Context) -> 
     }
 }
 
+/// What applying the traffic found.
+#[derive(Debug, Default)]
+pub(super) struct TrafficApplied {
+    /// The canary is retiring: look again after this long.
+    pub retiring: Option<Duration>,
+    /// What the Gateway said of the HTTPRoute, as the apply returned it.
+    pub route: Option<RouteVerdict>,
+}
+
 /// Applies the canary's children, then the route (so that the route never names a Service
 /// that does not exist yet); deletes what is no longer wanted, the canary last (see
-/// [`CANARY_RETIRE_GRACE`]). `Some(after)`: look again then, the canary is retiring.
+/// [`CANARY_RETIRE_GRACE`]).
 pub(super) async fn apply_traffic(
     md: &ModelDeployment,
     v: &Validated,
     planned: &Planned,
     ctx: &Context,
-) -> Result<Option<Duration>, Error> {
+) -> Result<TrafficApplied, Error> {
+    let mut found = TrafficApplied::default();
     let client = &ctx.client;
     let canary_name = format!("{}{CANARY_SUFFIX}", v.name);
     if let Some(canary) = &planned.traffic.canary {
@@ -105,7 +115,8 @@ pub(super) async fn apply_traffic(
     let (keep_route, keep_ingress) = match &planned.traffic.route {
         Some(Route::HTTPRoute(route)) => {
             let routes = Api::<HTTPRoute>::namespaced(client.clone(), &v.namespace);
-            apply(routes, &v.name, route.as_ref()).await?;
+            let applied = apply(routes, &v.name, route.as_ref()).await?;
+            found.route = Some(judge_route(&applied));
             (true, false)
         }
         Some(Route::Ingress(ingress)) => {
@@ -157,7 +168,10 @@ pub(super) async fn apply_traffic(
         previously_canary(md) || !ctx.caches.pods_of(&v.namespace, &canary_name).is_empty();
     if planned.traffic.canary.is_none() && canary_may_exist {
         match retire_canary(md, v, &canary_name, ctx).await? {
-            Retired::Waiting(after) => return Ok(Some(after)),
+            Retired::Waiting(after) => {
+                found.retiring = Some(after);
+                return Ok(found);
+            }
             Retired::Deleted => {
                 let note = format!("deleted the canary's Deployment and Service {canary_name}");
                 events::publish(md, ctx, EventType::Normal, "CanaryRemoved", note).await;
@@ -165,7 +179,7 @@ pub(super) async fn apply_traffic(
             Retired::Gone => {}
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 /// How long a canary that had traffic keeps serving after the route stopped sending it any,

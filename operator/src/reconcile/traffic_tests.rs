@@ -50,6 +50,23 @@ pub(super) fn gateway_api_installed(_: &mock_api::Received) -> (StatusCode, Valu
     )
 }
 
+/// The applied HTTPRoute as a Gateway that took it reports it: the request's body with a
+/// `status` whose parent accepted it and resolved its backends.
+pub(super) fn accepted(r: &mock_api::Received) -> (StatusCode, Value) {
+    let mut route = r.body.clone();
+    route["metadata"]["generation"] = json!(1);
+    let condition = |type_: &str| {
+        json!({"type": type_, "status": "True", "reason": type_,
+        "message": "", "observedGeneration": 1, "lastTransitionTime": "2026-12-02T00:00:00Z"})
+    };
+    route["status"] = json!({"parents": [{
+        "parentRef": {"name": "public", "namespace": "gateways"},
+        "controllerName": "traefik.io/gateway-controller",
+        "conditions": [condition("Accepted"), condition("ResolvedRefs")],
+    }]});
+    (StatusCode::OK, route)
+}
+
 /// Caches holding `ready` Ready pods of the canary of `iris`.
 pub(super) fn canary_pods(ready: usize) -> Caches {
     let (reader, mut writer) = reflector::store();
@@ -116,7 +133,7 @@ async fn an_exposed_canary_with_ready_pods_gets_its_weight_in_the_httproute() {
             .await
             .assert_server_side_apply();
         let route = api
-            .expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), echo)
+            .expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), accepted)
             .await;
         route.assert_server_side_apply();
         assert_eq!(route.body["spec"]["hostnames"], json!(["iris.example.com"]));
@@ -172,7 +189,7 @@ async fn a_canary_without_ready_pods_gets_no_traffic_and_the_status_says_why() {
             api.expect(Method::PATCH, &path, echo).await;
         }
         let route = api
-            .expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), echo)
+            .expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), accepted)
             .await;
         assert_eq!(
             weights(&route.body),
@@ -410,4 +427,86 @@ async fn ingress_mode_applies_an_ingress_and_refuses_the_canary_with_a_condition
     })
     .await;
     assert!(result.is_ok());
+}
+
+/// The route as applied, its Gateway's word on it, and the `Exposed` condition and requeue.
+async fn exposed_with(
+    reply: fn(&mock_api::Received) -> (StatusCode, Value),
+    warning: Option<&'static str>,
+) -> ((String, String), String, Action) {
+    let md = canary_at_root();
+    let stored = stored_with_status(&md);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let out = seen.clone();
+    let result = run_with(md, canary_pods(1), gateway_mode(), |mut api| async move {
+        api.expect(Method::GET, DISCOVERY, gateway_api_installed)
+            .await;
+        for path in [
+            format!("{DEPLOYMENTS}/iris"),
+            format!("{SERVICES}/iris"),
+            format!("{DEPLOYMENTS}/iris-canary"),
+            format!("{SERVICES}/iris-canary"),
+        ] {
+            api.expect(Method::PATCH, &path, echo).await;
+        }
+        api.expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), reply)
+            .await;
+        if let Some(reason) = warning {
+            let event = api.expect(Method::POST, EVENTS, echo).await;
+            assert_eq!(event.body["reason"], reason);
+        }
+        let patch = api
+            .expect(
+                Method::PATCH,
+                &format!("{MODEL_DEPLOYMENTS}/iris/status"),
+                stored,
+            )
+            .await;
+        let message = patch.body["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Exposed")
+            .unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        *out.lock().unwrap() = Some((condition(&patch, "Exposed"), message));
+        api
+    })
+    .await;
+    let (condition, message) = seen.lock().unwrap().take().expect("no status patch");
+    (condition, message, result.unwrap())
+}
+
+#[tokio::test]
+async fn exposed_waits_for_the_gateway_to_accept_the_route() {
+    let (condition, message, action) = exposed_with(accepted, None).await;
+    assert_eq!(condition, ("True".into(), "Routed".into()));
+    assert!(message.contains("Gateway gateways/public"), "{message}");
+    assert_eq!(action, Action::requeue(RESYNC));
+
+    // Applied, no parent status yet: not exposed yet (no Warning: it is no news), read again
+    // soon.
+    let (condition, message, action) = exposed_with(echo, None).await;
+    assert_eq!(condition, ("False".into(), "RoutePending".into()));
+    assert!(message.contains("no Gateway has accepted it"), "{message}");
+    assert_eq!(action, Action::requeue(ROUTE_PENDING_RECHECK));
+
+    // Refused by its Gateway: the reason and the Gateway's message.
+    fn refused(r: &mock_api::Received) -> (StatusCode, Value) {
+        let (code, mut route) = accepted(r);
+        route["status"]["parents"][0]["conditions"][0]["status"] = json!("False");
+        route["status"]["parents"][0]["conditions"][0]["reason"] = json!("NotAllowedByListeners");
+        route["status"]["parents"][0]["conditions"][0]["message"] =
+            json!("the listener admits routes of its own namespace only");
+        (code, route)
+    }
+    let (condition, message, action) = exposed_with(refused, Some("RouteNotAccepted")).await;
+    assert_eq!(condition, ("False".into(), "RouteNotAccepted".into()));
+    assert!(
+        message.contains("NotAllowedByListeners") && message.contains("own namespace only"),
+        "{message}"
+    );
+    assert_eq!(action, Action::requeue(DISCOVERY_TTL));
 }

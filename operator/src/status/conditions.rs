@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::pods::{PodProblem, PodReason};
 use super::rollout::Rollout;
+use super::route::RouteVerdict;
 use crate::build::traffic::{CanaryHold, CanaryTraffic, Exposure};
 use crate::validate::InvalidSpec;
 
@@ -71,8 +72,12 @@ pub enum Reason {
     AsExpected,
     /// What keeps the pods from serving.
     Pod(PodReason),
-    /// `Exposed`: the route is applied.
+    /// `Exposed`: the route is applied (and, an HTTPRoute, accepted by its Gateway).
     Routed,
+    /// `Exposed`: the HTTPRoute is applied; no Gateway has accepted it yet.
+    RoutePending,
+    /// `Exposed`: a Gateway refused the HTTPRoute or could not resolve its backends.
+    RouteNotAccepted,
     /// `Exposed` (and `CanaryReady`): no route can be made; the message says why.
     ExposeUnavailable,
     /// `CanaryReady`: the canary gets the spec's percent.
@@ -96,6 +101,8 @@ impl Reason {
             Self::AsExpected => "AsExpected",
             Self::Pod(reason) => reason.as_str(),
             Self::Routed => "Routed",
+            Self::RoutePending => "RoutePending",
+            Self::RouteNotAccepted => "RouteNotAccepted",
             Self::ExposeUnavailable => "ExposeUnavailable",
             Self::CanaryServing => "CanaryServing",
             Self::CanaryNotReady => "CanaryNotReady",
@@ -235,21 +242,40 @@ pub fn degraded(rollout: &Rollout, pods: Option<&PodProblem>) -> Verdict {
     }
 }
 
-/// `Exposed`: the route and the public URL, or why there is no route.
-pub fn exposed(exposure: &Exposure) -> Verdict {
-    match exposure {
-        Exposure::Routed { kind, url } => Verdict::new(
-            ConditionType::Exposed,
+/// `Exposed`: the route and the public URL, or why there is no route; `route` is what the
+/// Gateway said of an HTTPRoute (`None` for an Ingress, which reports nothing of the kind).
+pub fn exposed(exposure: &Exposure, route: Option<&RouteVerdict>) -> Verdict {
+    let verdict =
+        |status, reason, message| Verdict::new(ConditionType::Exposed, status, reason, message);
+    match (exposure, route) {
+        (Exposure::Routed { kind, url }, None) => {
+            verdict(true, Reason::Routed, format!("{kind} applied: {url}"))
+        }
+        (Exposure::Routed { kind, url }, Some(RouteVerdict::Accepted { by })) => verdict(
             true,
             Reason::Routed,
-            format!("{kind} applied: {url}"),
+            format!("{kind} accepted by {}: {url}", by.join(", ")),
         ),
-        Exposure::Unavailable(why) => Verdict::new(
-            ConditionType::Exposed,
+        (Exposure::Routed { kind, .. }, Some(RouteVerdict::Pending)) => verdict(
             false,
-            Reason::ExposeUnavailable,
-            why.clone(),
+            Reason::RoutePending,
+            format!(
+                "{kind} applied; no Gateway has accepted it yet (its status names no parent for this generation)"
+            ),
         ),
+        (
+            Exposure::Routed { kind, .. },
+            Some(RouteVerdict::Refused {
+                parent,
+                reason,
+                message,
+            }),
+        ) => verdict(
+            false,
+            Reason::RouteNotAccepted,
+            format!("{kind} not taken by {parent}: {reason}: {message}"),
+        ),
+        (Exposure::Unavailable(why), _) => verdict(false, Reason::ExposeUnavailable, why.clone()),
     }
 }
 

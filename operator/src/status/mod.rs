@@ -3,11 +3,13 @@
 //!
 //! Conditions follow `metav1.Condition`: one per `type`, `lastTransitionTime` changes only
 //! when a condition's `status` changes. [`conditions`] holds one function per condition,
-//! [`pods`] reads why pods do not serve, [`rollout`] what the Deployment reports.
+//! [`pods`] reads why pods do not serve, [`rollout`] what the Deployment reports, [`route`]
+//! what the Gateway said of the HTTPRoute.
 
 pub mod conditions;
 pub mod pods;
 pub mod rollout;
+pub mod route;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -25,6 +27,7 @@ use crate::crd::{
 };
 use crate::validate::{Endpoint, InvalidSpec, Validated};
 use rollout::Rollout;
+pub use route::{RouteVerdict, judge_route};
 
 /// What the reconciler observed, the input of [`compute_status`].
 pub enum Observed<'a> {
@@ -41,6 +44,8 @@ pub enum Observed<'a> {
         traffic: &'a Traffic,
         /// The canary's pods (empty without a canary).
         canary_pods: &'a [Pod],
+        /// What the Gateway said of the HTTPRoute (`None` without one).
+        route: Option<&'a RouteVerdict>,
     },
 }
 
@@ -72,6 +77,7 @@ pub fn compute_status(
             pods,
             traffic,
             canary_pods,
+            route,
         } => {
             let rollout = Rollout::of(deployment);
             let problem = summarize_pods(pods);
@@ -80,7 +86,12 @@ pub fn compute_status(
                 conditions::progressing(&rollout),
                 conditions::degraded(&rollout, problem.as_ref()),
             ];
-            verdicts.extend(traffic.exposure.as_ref().map(conditions::exposed));
+            verdicts.extend(
+                traffic
+                    .exposure
+                    .as_ref()
+                    .map(|e| conditions::exposed(e, *route)),
+            );
             let canary_problem = summarize_pods(canary_pods);
             verdicts.extend(
                 traffic
@@ -202,6 +213,7 @@ mod tests {
             pods,
             traffic: &traffic,
             canary_pods: &[],
+            route: None,
         };
         compute_status(md, &Config::default(), &observed, &at(now))
     }

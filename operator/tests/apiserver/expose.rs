@@ -1,8 +1,9 @@
 //! `spec.expose` against a real API server: without the Gateway API the model is still
 //! deployed and `Exposed` says why there is no route; the real Gateway API CRDs (v1.4.0,
 //! standard channel, from the Go module `sigs.k8s.io/gateway-api`) installed later make the
-//! HTTPRoute appear without an operator restart, and it passes their validation; removing
-//! `spec.expose` deletes it.
+//! HTTPRoute appear without an operator restart, and it passes their validation; `Exposed`
+//! waits for a Gateway to accept the route (its status, written here as a controller would);
+//! removing `spec.expose` deletes it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -160,7 +161,29 @@ async fn expose_without_the_gateway_api_then_with_its_crds_installed() {
     .await;
     assert_eq!(route.spec.hostnames, ["iris.example.com"]);
     assert_eq!(route.owner_references()[0].kind, "ModelDeployment");
-    let (_, status) = eventually("Exposed=True/Routed", TIMEOUT, exposed("Routed")).await;
+    // No Gateway controller runs here: the route is applied, and nobody has taken it yet.
+    eventually(
+        "Exposed=False/RoutePending",
+        TIMEOUT,
+        exposed("RoutePending"),
+    )
+    .await;
+    // As a Gateway's controller would: accept the route in its status (validated by the real
+    // CRD's schema); the operator reads it back within seconds.
+    let parent = serde_json::to_value(&route.spec.parent_refs[0]).unwrap();
+    let accepted = json!({"status": {"parents": [{
+        "parentRef": parent,
+        "controllerName": "example.com/gateway-controller",
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+                        "observedGeneration": route.metadata.generation.unwrap_or(1),
+                        "lastTransitionTime": "2026-12-02T00:00:00Z"}],
+    }]}});
+    routes
+        .patch_status("iris", &PatchParams::default(), &Patch::Merge(&accepted))
+        .await
+        .unwrap();
+    let (message, status) = eventually("Exposed=True/Routed", TIMEOUT, exposed("Routed")).await;
+    assert!(message.contains("accepted by Gateway"), "{message}");
     assert_eq!(
         status.url.as_deref(),
         Some("http://iris.example.com/team/iris/v2/models/iris")

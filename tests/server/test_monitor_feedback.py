@@ -221,3 +221,39 @@ def test_the_panel_shows_accuracy_and_the_drifted_feature(drifting, page):
     assert page.locator('#monitor-drift tr[data-feature="sepal width (cm)"]').get_attribute("data-status") == "stable"
     assert "this pod" in page.inner_text("#monitor-scope")
     assert "in the last 10 minutes" in page.inner_text("#monitor-traffic")
+
+
+def test_a_regressors_feedback_gives_its_absolute_errors():
+    """The diabetes regressor (gradient boosting: ONNX Runtime, which tract cannot run): truths
+    sent by id at known distances from what the server answered; the abs_error histogram and
+    the summary's mean are those distances."""
+    import glob
+
+    import onnxruntime
+
+    library = sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[0]
+    model = os.path.join(os.path.dirname(__file__), "..", "..", "models", "diabetes.onnx")
+    s = Server("--model", model, "--runtime", "onnxruntime", "--ort-library", library)
+    try:
+        name = requests.get(f"{s.url}/v2/models/diabetes", timeout=5).json()["name"]
+        rng = np.random.default_rng(3)
+        rows = rng.normal(0.0, 0.05, (5, 10)).round(4).tolist()
+        body = {"inputs": [{"name": "input", "shape": [5, 10], "datatype": "FP32", "data": rows}]}
+        r = requests.post(f"{s.url}/v2/models/{name}/infer", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        predicted = r.json()["outputs"][0]["data"]
+        assert len(predicted) == 5, r.json()
+        offsets = [10.0, -20.0, 30.0, 0.0, -5.0]
+        truths = [p + o for p, o in zip(predicted, offsets)]
+        answer = feedback(s, [{"id": r.headers["x-modelship-inference-id"], "truth": truths}], model=name)
+        assert answer["counted"] == 1, answer
+        assert metric(s, "modelship_abs_error_count", model=name) == 5
+        # float32 answers against float64 truths: the distances hold to float32's precision.
+        assert metric(s, "modelship_abs_error_sum", model=name) == pytest.approx(65.0, abs=1e-3)
+        summary = requests.get(f"{s.url}/v2/models/{name}/monitor", timeout=5).json()
+        assert summary["feedback"]["abs_error_mean"] == pytest.approx(13.0, abs=1e-3), summary
+        # A class label is no truth for a regressor: invalid, naming the field.
+        answer = feedback(s, [{"truth": ["setosa"], "predicted": [1.0]}], model=name)
+        assert answer["invalid"] == 1 and answer["errors"][0]["field"].startswith("items[0]"), answer
+    finally:
+        s.stop()

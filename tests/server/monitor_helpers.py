@@ -12,12 +12,33 @@ import requests
 from conftest import FLOWERS
 
 
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+
+
+def unbatch(headers: dict, body: bytes) -> list:
+    """The events of one POST as (headers, body) pairs in binary mode's shape: a binary-mode
+    POST is one event as it came; a batched-mode POST (a JSON array of structured events) gives
+    each event's attributes as `ce-*` keys, `datacontenttype` as `content-type`, `data` as the
+    body."""
+    if headers.get("content-type") != BATCH_CONTENT_TYPE:
+        return [(headers, body)]
+    events = []
+    for e in json.loads(body):
+        attrs = {f"ce-{k}": v for k, v in e.items() if k not in ("data", "datacontenttype")}
+        attrs["content-type"] = e["datacontenttype"]
+        events.append((attrs, json.dumps(e["data"]).encode()))
+    return events
+
+
 class Receiver:
-    """An HTTP CloudEvents receiver (binary mode) on loopback: keeps each event's
-    headers and body; answers after `delay` seconds with `status`."""
+    """An HTTP CloudEvents receiver on loopback that takes both modes the server sends:
+    binary (one event per POST) and batched (`application/cloudevents-batch+json`). Keeps
+    each event as (headers, body) in binary mode's shape (see `unbatch`) and each POST's
+    content type and event count in `posts`; answers after `delay` seconds with `status`."""
 
     def __init__(self, delay: float = 0.0, status: int = 200):
         self.events = []
+        self.posts = []
         self.lock = threading.Lock()
         self.delay = delay
         self.status = status
@@ -31,8 +52,11 @@ class Receiver:
                 body = self.rfile.read(n)
                 if outer.delay:
                     time.sleep(outer.delay)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                events = unbatch(headers, body)
                 with outer.lock:
-                    outer.events.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                    outer.events.extend(events)
+                    outer.posts.append((headers.get("content-type"), len(events)))
                 self.send_response(outer.status)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -48,6 +72,11 @@ class Receiver:
     def snapshot(self):
         with self.lock:
             return list(self.events)
+
+    def post_log(self):
+        """(content type, events) of each POST so far."""
+        with self.lock:
+            return list(self.posts)
 
     def wait_for(self, n: int, timeout: float = 20.0):
         deadline = time.time() + timeout

@@ -1,8 +1,10 @@
 """Payload logging through the real binary: CloudEvents to an HTTP receiver run by the
 test (headers, bodies, request/response pairs by the server's inference id, whatever the
-wire form), sampling, a dead and a slow sink under load (drops counted, memory bounded,
-every inference answered), SIGTERM flushing the queue, and the S3 sink (moto on loopback)
-writing whole gzip JSON Lines objects."""
+wire form), in batched mode (the default) and binary mode (`--payload-log-http-batch 1`),
+a quiet server sending at once, a 5xx receiver retried and its events counted dropped,
+sampling, a dead and a slow sink under load (drops counted, memory bounded, every inference
+answered), SIGTERM flushing the queue, and the S3 sink (moto on loopback) writing whole gzip
+JSON Lines objects."""
 
 import concurrent.futures
 import gzip
@@ -16,7 +18,7 @@ import pytest
 import requests
 
 from conftest import FLOWERS, Server, free_port
-from monitor_helpers import Receiver, body_json, infer, metric, one_flower
+from monitor_helpers import BATCH_CONTENT_TYPE, Receiver, body_json, infer, metric, one_flower
 
 # The ceiling of the server's resident memory under a dead or slow sink, with a 200-event
 # queue: the debug binary with Iris serves in about 40 MB; the queue holds at most 200 small events.
@@ -51,9 +53,10 @@ def receiver():
     r.close()
 
 
-def test_each_inference_gives_a_request_and_a_response_event_paired_by_the_server_id(receiver):
+@pytest.mark.parametrize("batch", ["100", "1"], ids=["batched", "binary"])
+def test_each_inference_gives_a_request_and_a_response_event_paired_by_the_server_id(receiver, batch):
     s = start(
-        "--payload-log", receiver.url,
+        "--payload-log", receiver.url, "--payload-log-http-batch", batch,
         env={"MODELSHIP_NAMESPACE": "shop", "MODELSHIP_POD_NAME": "iris-0"},
     )
     try:
@@ -126,8 +129,46 @@ def test_each_inference_gives_a_request_and_a_response_event_paired_by_the_serve
         assert by_id[grpc_id]["request"]["inputs"][0]["data"] == pytest.approx(FLOWERS[0], rel=1e-6)
         assert by_id[v1_id]["response"]["outputs"][0]["name"] == "label"
         assert metric(s, "modelship_payload_log_events_total", type="request", result="sent") == len(ids)
+        posts = receiver.post_log()
+        assert sum(n for _, n in posts) == len(events)
+        if batch == "1":
+            assert posts == [("application/json", 1)] * len(events), "binary mode: one event per POST"
+        else:
+            assert {t for t, _ in posts} == {BATCH_CONTENT_TYPE}, posts
+            assert max(n for _, n in posts) <= 100
     finally:
         s.stop()
+
+
+def test_a_quiet_server_sends_its_events_at_once_in_a_batch_of_what_is_queued(receiver):
+    s = start("--payload-log", receiver.url)  # the default batch, 100
+    try:
+        r = infer(requests.Session(), s, one_flower(0))
+        answered = time.time()
+        events = receiver.wait_for(2, timeout=1.0)  # not held back for 98 more
+        print(f"quiet server: both events at the receiver {time.time() - answered:.3f}s after the answer")
+        assert {h["ce-inferenceid"] for h, _ in events} == {r.headers["x-modelship-inference-id"]}
+        assert all(t == BATCH_CONTENT_TYPE for t, _ in receiver.post_log())
+    finally:
+        s.stop()
+
+
+def test_a_receiver_answering_5xx_is_retried_then_each_event_is_counted_dropped():
+    receiver = Receiver(status=503)
+    s = start("--payload-log", receiver.url)
+    try:
+        infer(requests.Session(), s, one_flower(0))
+        deadline = time.time() + 10
+        while metric(s, "modelship_payload_log_dropped_total", reason="sink_error") < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        assert metric(s, "modelship_payload_log_dropped_total", reason="sink_error") == 2
+        assert metric(s, "modelship_payload_log_events_total", result="dropped") == 2
+        assert metric(s, "modelship_payload_log_events_total", result="sent") == 0
+        # However the two were batched, each was in 3 tries.
+        assert sum(n for _, n in receiver.post_log()) == 3 * 2, receiver.post_log()
+    finally:
+        s.stop()
+        receiver.close()
 
 
 def test_response_mode_logs_no_inputs_and_a_body_over_the_cap_is_flagged(receiver):
@@ -228,8 +269,10 @@ def test_a_dead_or_slow_sink_drops_and_counts_and_never_holds_inference_up(sink)
 
 
 def test_sigterm_sends_what_is_queued_before_exit():
-    receiver = Receiver(delay=0.1)
-    s = start("--payload-log", receiver.url)
+    # A receiver taking 1 s per POST and batches of at most 7: about 56 events a second
+    # leave, so most of the 300 are still queued when SIGTERM comes.
+    receiver = Receiver(delay=1.0)
+    s = start("--payload-log", receiver.url, "--payload-log-http-batch", "7")
     try:
         session = requests.Session()
         n = 150
@@ -241,6 +284,8 @@ def test_sigterm_sends_what_is_queued_before_exit():
         after = receiver.snapshot()
         assert before < 2 * n, "the queue was not already empty when SIGTERM came"
         assert len(after) == 2 * n, f"{len(after)} of {2 * n} events after SIGTERM"
+        assert len({h["ce-id"] for h, _ in after}) == 2 * n
+        assert max(k for _, k in receiver.post_log()) <= 7
     finally:
         s.stop()
         receiver.close()

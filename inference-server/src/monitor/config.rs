@@ -51,6 +51,13 @@ pub struct MonitorArgs {
     /// Events waiting for the sink at most; more are dropped and counted.
     #[arg(long, env = "MODELSHIP_PAYLOAD_LOG_QUEUE", default_value_t = 10_000)]
     pub payload_log_queue: usize,
+    /// HTTP sink: events per POST at most. Above 1, CloudEvents' batched mode
+    /// (a JSON array of structured events, `application/cloudevents-batch+json`);
+    /// 1, one event per POST in binary mode, what Knative Eventing's Broker takes.
+    /// A batch is what is queued when a send slot is free: nothing waits to fill it.
+    #[arg(long, env = "MODELSHIP_PAYLOAD_LOG_HTTP_BATCH", default_value_t = 100,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub payload_log_http_batch: usize,
     /// S3 sink: events per object.
     #[arg(long, env = "MODELSHIP_PAYLOAD_LOG_BATCH", default_value_t = 1000)]
     pub payload_log_batch: usize,
@@ -83,6 +90,7 @@ impl Default for MonitorArgs {
             payload_log_sample_rate: 1.0,
             payload_log_max_bytes: 64 * 1024,
             payload_log_queue: 10_000,
+            payload_log_http_batch: 100,
             payload_log_batch: 1000,
             payload_log_flush_interval: Duration::from_secs(10),
             feedback_window: Duration::from_secs(15 * 60),

@@ -1,13 +1,12 @@
 //! Payload events as CloudEvents 1.0: the attributes (binary HTTP mode's
-//! `ce-*` headers, or structured JSON for the S3 and file sinks) and the
-//! body, the v2 JSON rendering of the tensors whatever the wire form was.
-//! Rendering happens in the sink's task, never in the request's.
+//! `ce-*` headers, or structured JSON for HTTP batches and the S3 and file
+//! sinks) and the body, the v2 JSON rendering of the tensors whatever the
+//! wire form was. Rendering happens in the sink's tasks, never in the request's.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use crate::protocol::json_data::FlatData;
 use crate::tensor::{DataType, Tensor};
@@ -23,6 +22,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Request, Kind::Response, Kind::Feedback];
+
     /// The `type` label of the payload metrics.
     pub fn label(self) -> &'static str {
         match self {
@@ -177,30 +178,27 @@ impl Event {
             .collect()
     }
 
-    /// Structured JSON mode: one line (without the newline).
+    /// Structured JSON mode: one event as a JSON object (a JSON Lines line
+    /// without its newline, or one element of a batch).
     pub fn structured(&self, rendered: &Rendered) -> Vec<u8> {
-        let mut map = serde_json::Map::new();
+        let mut out = Vec::with_capacity(rendered.data.len() + 320);
+        self.write_structured(rendered, &mut out);
+        out
+    }
+
+    /// Appends [`Event::structured`] to `out`: the attributes, then
+    /// `datacontenttype` and `data` (the rendered JSON as it is, not parsed again).
+    pub fn write_structured(&self, rendered: &Rendered, out: &mut Vec<u8>) {
+        out.push(b'{');
         for (k, v) in self.attributes(rendered.truncated) {
-            map.insert(k.to_string(), serde_json::Value::String(v));
+            serde_json::to_writer(&mut *out, k).expect("a string serializes");
+            out.push(b':');
+            serde_json::to_writer(&mut *out, &v).expect("a string serializes");
+            out.push(b',');
         }
-        map.insert(
-            "datacontenttype".into(),
-            serde_json::Value::String("application/json".into()),
-        );
-        #[derive(Serialize)]
-        struct Line<'a> {
-            #[serde(flatten)]
-            attributes: serde_json::Map<String, serde_json::Value>,
-            data: &'a RawValue,
-        }
-        let text = std::str::from_utf8(&rendered.data).expect("serde_json writes UTF-8");
-        let data: Box<RawValue> =
-            RawValue::from_string(text.to_string()).expect("rendered data is JSON");
-        serde_json::to_vec(&Line {
-            attributes: map,
-            data: &data,
-        })
-        .expect("serializes")
+        out.extend_from_slice(br#""datacontenttype":"application/json","data":"#);
+        out.extend_from_slice(&rendered.data);
+        out.push(b'}');
     }
 }
 
@@ -253,6 +251,12 @@ mod tests {
         assert_eq!(get("ce-modelversion"), Some("3"));
         assert_eq!(get("ce-time"), Some("1970-01-01T00:00:00.000Z"));
         assert_eq!(get("ce-truncated"), None);
+        let s: serde_json::Value = serde_json::from_slice(&e.structured(&r)).unwrap();
+        assert_eq!(s["data"], v, "the structured form carries the same data");
+        assert_eq!(s["type"], "org.kubeflow.serving.inference.request");
+        assert_eq!(s["id"], "x.request");
+        assert_eq!(s["datacontenttype"], "application/json");
+        assert_eq!(s.as_object().unwrap().len(), 12, "{s}");
     }
 
     #[test]

@@ -9,14 +9,16 @@
 //! [`ModelMonitor`] is one served model's. The routes call
 //! [`ModelMonitor::begin`] before the engine runs and
 //! [`ModelMonitor::record`] after it answered: the first copies the inputs
-//! only when the inference is sampled for logging and bins them for drift,
-//! the second counts, keeps the answer for feedback and enqueues events.
+//! only when the inference is sampled for logging and the queue has room for
+//! its events (else they are counted dropped at once), and bins them for
+//! drift; the second counts, keeps the answer for feedback and enqueues events.
 //! docs/monitoring.md is the user's view.
 
 pub mod config;
 pub mod drift;
 pub mod event;
 pub mod feedback;
+mod http_sink;
 pub mod id;
 pub mod prometheus;
 mod score;
@@ -216,10 +218,10 @@ impl ModelMonitor {
     }
 
     /// Before the engine runs: decides sampling, copies the inputs when they
-    /// are to be logged, bins them for drift.
+    /// are to be logged and the queue has room, bins them for drift.
     pub fn begin(&self, client_id: Option<&str>, inputs: &[Tensor]) -> Pending {
         let log = self.monitor.log.as_ref();
-        let logged = log.is_some_and(|l| l.sampled());
+        let logged = log.is_some_and(|l| l.sampled() && l.admit());
         let log_inputs = logged && log.is_some_and(|l| l.mode.requests());
         let bins = match (&self.drift, inputs) {
             (Ok(d), [input]) => d.bins(input),
@@ -227,7 +229,7 @@ impl ModelMonitor {
         };
         Pending {
             logged,
-            client_id: client_id.map(str::to_string),
+            client_id: client_id.filter(|_| log_inputs).map(str::to_string),
             inputs: log_inputs.then(|| inputs.to_vec()),
             bins,
         }

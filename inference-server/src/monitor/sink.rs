@@ -1,26 +1,27 @@
 //! The payload log: a bounded queue in front of one sink task. A request
-//! only ever tries to enqueue (a full queue drops the event and counts it);
-//! the task renders and sends: to an `http(s)://` CloudEvents receiver (8
-//! sends in flight, 3 tries with backoff, 5 s each), or in batches to
-//! `s3://` (one gzip JSON Lines object per batch, one PUT: whole or absent)
-//! or `file://` (JSON Lines appended). [`PayloadLog::close`] flushes on shutdown.
+//! only ever tries to enqueue: [`PayloadLog::admit`] drops a sampled
+//! inference's events before anything is copied when the queue has no room,
+//! [`PayloadLog::send`] drops what no longer fits; both count the drop. The
+//! task renders and sends: to an `http(s)://` CloudEvents receiver
+//! (`http_sink`: batches or one event per POST), or in batches to `s3://`
+//! (one gzip JSON Lines object per batch, one PUT: whole or absent) or
+//! `file://` (JSON Lines appended). [`PayloadLog::close`] flushes on shutdown.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use object_store::{ObjectStore, ObjectStoreExt};
+use prometheus_client::metrics::counter::Counter;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::config::{LogMode, MonitorArgs};
 use super::event::{Event, Kind};
+use super::http_sink;
 use crate::metrics::MonitorFamilies;
 
-const HTTP_IN_FLIGHT: u32 = 8;
-const HTTP_TRIES: u32 = 3;
-const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 const FILE_FLUSH: Duration = Duration::from_millis(200);
 
 /// Where events go.
@@ -103,18 +104,80 @@ pub struct PayloadLog {
     sample_rate: f64,
     closing: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
+    counts: Counts,
     metrics: MonitorFamilies,
 }
 
-fn event_result(m: &MonitorFamilies, kind: Kind, result: &'static str) {
-    m.payload_events
-        .get_or_create(&[("type", kind.label()), ("result", result)])
-        .inc();
+/// The counters each event ends in, looked up once: a family lookup hashes
+/// the labels under a lock, too dear for every event at tens of thousands a second.
+#[derive(Clone)]
+pub(super) struct Counts {
+    sent: [Counter; 3],
+    dropped: [Counter; 3],
+    queue_full: Counter,
+    sink_error: Counter,
+    truncated: [Counter; 3],
 }
 
-fn dropped(m: &MonitorFamilies, kind: Kind, reason: &'static str) {
-    event_result(m, kind, "dropped");
-    m.payload_dropped.get_or_create(&[("reason", reason)]).inc();
+fn slot(kind: Kind) -> usize {
+    match kind {
+        Kind::Request => 0,
+        Kind::Response => 1,
+        Kind::Feedback => 2,
+    }
+}
+
+impl Counts {
+    pub(super) fn new(m: &MonitorFamilies) -> Counts {
+        // One lookup per statement (or closure call): `get_or_create` returns
+        // a read guard of the family's lock, a temporary lives to the end of
+        // its statement, and a second lookup that creates would deadlock.
+        let event = |kind: Kind, result: &'static str| -> Counter {
+            m.payload_events
+                .get_or_create(&[("type", kind.label()), ("result", result)])
+                .clone()
+        };
+        let reason = |reason: &'static str| -> Counter {
+            m.payload_dropped
+                .get_or_create(&[("reason", reason)])
+                .clone()
+        };
+        let truncated = |kind: Kind| -> Counter {
+            m.payload_truncated
+                .get_or_create(&[("type", kind.label())])
+                .clone()
+        };
+        let sent = Kind::ALL.map(|k| event(k, "sent"));
+        let dropped = Kind::ALL.map(|k| event(k, "dropped"));
+        let queue_full = reason("queue_full");
+        let sink_error = reason("sink_error");
+        let truncated = Kind::ALL.map(truncated);
+        Counts {
+            sent,
+            dropped,
+            queue_full,
+            sink_error,
+            truncated,
+        }
+    }
+
+    pub(super) fn sent(&self, kind: Kind) {
+        self.sent[slot(kind)].inc();
+    }
+
+    pub(super) fn queue_full(&self, kind: Kind) {
+        self.dropped[slot(kind)].inc();
+        self.queue_full.inc();
+    }
+
+    pub(super) fn sink_error(&self, kind: Kind) {
+        self.dropped[slot(kind)].inc();
+        self.sink_error.inc();
+    }
+
+    pub(super) fn truncated(&self, kind: Kind) {
+        self.truncated[slot(kind)].inc();
+    }
 }
 
 impl PayloadLog {
@@ -128,14 +191,19 @@ impl PayloadLog {
         let (tx, rx) = mpsc::channel(args.payload_log_queue.max(1));
         let (closing, closed) = watch::channel(false);
         tracing::info!(sink = %target.describe(), mode = ?args.payload_log_mode, rate = args.payload_log_sample_rate, "payload logging on");
+        let counts = Counts::new(&metrics);
         let sink = Sink {
             rx,
             closed,
             max_bytes: args.payload_log_max_bytes,
-            m: metrics.clone(),
+            c: counts.clone(),
         };
         let task = match target {
-            Target::Http(url) => tokio::spawn(sink.run_http(url)),
+            Target::Http(url) => tokio::spawn(http_sink::run(
+                sink,
+                url,
+                args.payload_log_http_batch.max(1),
+            )),
             Target::File(path) => {
                 tokio::spawn(sink.run_batches(Batches::File(path), usize::MAX, FILE_FLUSH))
             }
@@ -156,6 +224,7 @@ impl PayloadLog {
             sample_rate: args.payload_log_sample_rate,
             closing,
             task: Mutex::new(Some(task)),
+            counts,
             metrics,
         })
     }
@@ -165,13 +234,31 @@ impl PayloadLog {
         self.sample_rate >= 1.0 || (self.sample_rate > 0.0 && fastrand::f64() < self.sample_rate)
     }
 
+    /// Whether the queue has room now for the events of one sampled
+    /// inference (as the mode says). When it has not, they are counted
+    /// dropped (`queue_full`) here, before the request copies its inputs for
+    /// them, so a sink that is down costs the request path next to nothing.
+    pub fn admit(&self) -> bool {
+        let (req, resp) = (self.mode.requests(), self.mode.responses());
+        if self.tx.capacity() >= usize::from(req) + usize::from(resp) {
+            return true;
+        }
+        if req {
+            self.counts.queue_full(Kind::Request);
+        }
+        if resp {
+            self.counts.queue_full(Kind::Response);
+        }
+        false
+    }
+
     /// Enqueues `event`, or drops and counts it when the queue is full.
     pub fn send(&self, event: Event) {
         if let Err(e) = self.tx.try_send(event) {
             let ev = match e {
                 mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev,
             };
-            dropped(&self.metrics, ev.kind, "queue_full");
+            self.counts.queue_full(ev.kind);
         }
     }
 
@@ -198,11 +285,12 @@ impl PayloadLog {
     }
 }
 
-struct Sink {
+/// The receiving end of the queue, owned by the sink task.
+pub(super) struct Sink {
     rx: mpsc::Receiver<Event>,
     closed: watch::Receiver<bool>,
-    max_bytes: usize,
-    m: MonitorFamilies,
+    pub(super) max_bytes: usize,
+    pub(super) c: Counts,
 }
 
 enum Batches {
@@ -216,7 +304,8 @@ enum Batches {
 }
 
 impl Sink {
-    async fn next(&mut self) -> Option<Event> {
+    /// The next event; `None` once closing and the queue is empty.
+    pub(super) async fn next(&mut self) -> Option<Event> {
         if *self.closed.borrow() {
             self.rx.close();
             return self.rx.recv().await;
@@ -230,25 +319,14 @@ impl Sink {
         }
     }
 
-    async fn run_http(mut self, url: reqwest::Url) {
-        let client = match reqwest::Client::builder().timeout(HTTP_TIMEOUT).build() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("payload log: no HTTP client: {e}");
-                return;
+    /// Appends what is queued right now to `events`, up to `limit` in all.
+    pub(super) fn take_queued(&mut self, events: &mut Vec<Event>, limit: usize) {
+        while events.len() < limit {
+            match self.rx.try_recv() {
+                Ok(ev) => events.push(ev),
+                Err(_) => break,
             }
-        };
-        let permits = Arc::new(Semaphore::new(HTTP_IN_FLIGHT as usize));
-        while let Some(ev) = self.next().await {
-            let permit = permits.clone().acquire_owned().await.expect("never closed");
-            let (client, url, m, max) =
-                (client.clone(), url.clone(), self.m.clone(), self.max_bytes);
-            tokio::spawn(async move {
-                send_http(&client, url, ev, max, &m).await;
-                drop(permit);
-            });
         }
-        let _ = permits.acquire_many(HTTP_IN_FLIGHT).await;
     }
 
     async fn run_batches(mut self, mut out: Batches, batch: usize, interval: Duration) {
@@ -270,7 +348,7 @@ impl Sink {
                 }
             };
             if !buf.is_empty() {
-                out.write(std::mem::take(&mut buf), self.max_bytes, &self.m)
+                out.write(std::mem::take(&mut buf), self.max_bytes, &self.c)
                     .await;
             }
             if !more {
@@ -280,59 +358,15 @@ impl Sink {
     }
 }
 
-async fn send_http(
-    client: &reqwest::Client,
-    url: reqwest::Url,
-    ev: Event,
-    max: usize,
-    m: &MonitorFamilies,
-) {
-    let rendered = ev.render(max);
-    if rendered.truncated {
-        m.payload_truncated
-            .get_or_create(&[("type", ev.kind.label())])
-            .inc();
-    }
-    let headers = ev.headers(rendered.truncated);
-    let body = bytes::Bytes::from(rendered.data);
-    for attempt in 0..HTTP_TRIES {
-        let mut req = client
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.clone());
-        for (k, v) in &headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        match req.send().await {
-            Ok(r) if r.status().is_success() => {
-                event_result(m, ev.kind, "sent");
-                return;
-            }
-            Ok(r) if r.status().is_client_error() => {
-                tracing::debug!(status = %r.status(), "payload log: the receiver refused an event");
-                break;
-            }
-            Ok(r) => tracing::debug!(status = %r.status(), attempt, "payload log: receiver error"),
-            Err(e) => tracing::debug!(attempt, "payload log: send failed: {e}"),
-        }
-        if attempt + 1 < HTTP_TRIES {
-            tokio::time::sleep(Duration::from_millis(100 * 4u64.pow(attempt))).await;
-        }
-    }
-    dropped(m, ev.kind, "sink_error");
-}
-
 impl Batches {
-    async fn write(&mut self, events: Vec<Event>, max: usize, m: &MonitorFamilies) {
+    async fn write(&mut self, events: Vec<Event>, max: usize, c: &Counts) {
         let mut lines = Vec::new();
         for ev in &events {
             let r = ev.render(max);
             if r.truncated {
-                m.payload_truncated
-                    .get_or_create(&[("type", ev.kind.label())])
-                    .inc();
+                c.truncated(ev.kind);
             }
-            lines.extend_from_slice(&ev.structured(&r));
+            ev.write_structured(&r, &mut lines);
             lines.push(b'\n');
         }
         let result = match self {
@@ -349,8 +383,8 @@ impl Batches {
         };
         for ev in &events {
             match &result {
-                Ok(()) => event_result(m, ev.kind, "sent"),
-                Err(_) => dropped(m, ev.kind, "sink_error"),
+                Ok(()) => c.sent(ev.kind),
+                Err(_) => c.sink_error(ev.kind),
             }
         }
         if let Err(e) = result {

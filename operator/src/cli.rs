@@ -1,6 +1,7 @@
 //! Command line and environment of `modelship-operator`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -8,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{
     Config, DEFAULT_HOST_TEMPLATE, ExposeConfig, ExposeMode, GatewayRef, UrlScheme,
 };
+use crate::metrics::EndpointConfig;
 
 /// The modelship operator: turns ModelDeployments into Deployments, Services and HPAs.
 #[derive(Parser, Debug, Clone)]
@@ -84,6 +86,27 @@ pub struct RunArgs {
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, env = "MODELSHIP_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+
+    /// Serve that port over TLS, /metrics only to bearer tokens whose user the API server
+    /// allows `get` on the non-resource URL /metrics (TokenReview + SubjectAccessReview);
+    /// /healthz and /readyz stay open.
+    #[arg(long, env = "MODELSHIP_METRICS_SECURE", default_value_t = false)]
+    pub metrics_secure: bool,
+
+    /// Directory with tls.crt and tls.key (a mounted kubernetes.io/tls Secret) for
+    /// --metrics-secure; without it a self-signed certificate is made at start.
+    #[arg(long, env = "MODELSHIP_METRICS_CERT_DIR")]
+    pub metrics_cert_dir: Option<PathBuf>,
+
+    /// Extra names of the self-signed certificate, comma-separated (loopback and the host
+    /// name are always in it).
+    #[arg(
+        long,
+        env = "MODELSHIP_METRICS_CERT_SANS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub metrics_cert_sans: Vec<String>,
 
     /// Log format.
     #[arg(long, env = "MODELSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -186,6 +209,24 @@ impl RunArgs {
         (!namespaces.is_empty()).then_some(namespaces)
     }
 
+    /// How the metrics port is served.
+    pub fn metrics_endpoint(&self) -> EndpointConfig {
+        EndpointConfig {
+            addr: self.metrics_addr,
+            secure: self.metrics_secure,
+            cert_dir: self
+                .metrics_cert_dir
+                .clone()
+                .filter(|d| !d.as_os_str().is_empty()),
+            cert_names: self
+                .metrics_cert_sans
+                .iter()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect(),
+        }
+    }
+
     pub fn lease_duration(&self) -> Duration {
         Duration::from_secs(self.lease_duration_seconds.max(2))
     }
@@ -216,6 +257,34 @@ mod tests {
         assert_eq!(cli.run.namespaces(), None);
         assert!(!cli.run.leader_election);
         assert_eq!(cli.run.config().server_image, "modelship/server:dev");
+    }
+
+    #[test]
+    fn metrics_are_plain_by_default_and_secure_with_a_cert_dir_and_names() {
+        let cli = Cli::try_parse_from(["modelship-operator"]).unwrap();
+        let plain = cli.run.metrics_endpoint();
+        assert!(!plain.secure);
+        assert_eq!(plain.addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!((plain.cert_dir, plain.cert_names), (None, vec![]));
+        let cli = Cli::try_parse_from([
+            "modelship-operator",
+            "--metrics-secure",
+            "--metrics-cert-dir=/certs",
+            "--metrics-cert-sans=m.ns.svc, m.ns.svc.cluster.local,",
+        ])
+        .unwrap();
+        let secure = cli.run.metrics_endpoint();
+        assert!(secure.secure);
+        assert_eq!(secure.cert_dir, Some(PathBuf::from("/certs")));
+        assert_eq!(secure.cert_names, ["m.ns.svc", "m.ns.svc.cluster.local"]);
+        // An empty directory value (a chart value left blank) means self-signed.
+        let cli = Cli::try_parse_from([
+            "modelship-operator",
+            "--metrics-secure",
+            "--metrics-cert-dir=",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.metrics_endpoint().cert_dir, None);
     }
 
     #[test]

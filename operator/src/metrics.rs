@@ -1,12 +1,25 @@
 //! Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` HTTP server.
+//!
+//! One port serves all three. Plain HTTP by default (local runs, the tests); with
+//! `--metrics-secure` (the chart's default) the port speaks TLS ([`tls`]) and `/metrics` answers
+//! only a reader the API server allows ([`auth`]: TokenReview, then SubjectAccessReview).
+//! `/healthz` and `/readyz` stay open on the same port, so the kubelet probes them over HTTPS
+//! without a token (it does not verify the certificate).
 
+pub mod auth;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -16,6 +29,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
+
+use auth::MetricsAuth;
 
 /// Label of a failed reconcile: the error's short label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,10 +117,17 @@ impl Metrics {
     }
 }
 
-/// The HTTP routes of the operator.
-pub fn router(metrics: Arc<Metrics>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_handler))
+/// The HTTP routes of the operator; with `auth`, `/metrics` needs an allowed bearer token.
+pub fn router(metrics: Arc<Metrics>, auth: Option<MetricsAuth>) -> Router {
+    let mut routes = Router::new().route("/metrics", get(metrics_handler));
+    if let Some(auth) = auth {
+        // route_layer: the routes above only, and an unknown path stays a plain 404.
+        routes = routes.route_layer(middleware::from_fn_with_state(
+            auth,
+            auth::require_metrics_reader,
+        ));
+    }
+    routes
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready_handler))
         .with_state(metrics)
@@ -129,20 +151,77 @@ async fn ready_handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse
     }
 }
 
-/// Serves the routes on `listener` until `shutdown` turns true.
+/// How the metrics port is served (the `--metrics-*` flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConfig {
+    pub addr: SocketAddr,
+    /// TLS, and `/metrics` only for readers the API server allows.
+    pub secure: bool,
+    /// `tls.crt` and `tls.key`; `None`: a self-signed certificate made at start.
+    pub cert_dir: Option<PathBuf>,
+    /// Names of the self-signed certificate besides loopback and the host name.
+    pub cert_names: Vec<String>,
+}
+
+/// A bound metrics port, plain or secure.
+pub enum Endpoint {
+    Plain(tokio::net::TcpListener),
+    Secure {
+        listener: tls::TlsListener,
+        auth: MetricsAuth,
+    },
+}
+
+impl Endpoint {
+    /// Binds the port and, when secure, loads or makes the certificate. Done before the
+    /// server task starts, so that a taken port or a bad certificate stops the operator with
+    /// a clear error.
+    pub async fn bind(config: &EndpointConfig, client: &kube::Client) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("cannot listen on --metrics-addr {}", config.addr))?;
+        if !config.secure {
+            return Ok(Endpoint::Plain(listener));
+        }
+        let (tls_config, source) =
+            tls::server_config(config.cert_dir.as_deref(), &config.cert_names)
+                .context("--metrics-secure")?;
+        tracing::info!(certificate = %source, "metrics over TLS, readers checked by the API server");
+        Ok(Endpoint::Secure {
+            listener: tls::TlsListener::new(listener, tls_config)?,
+            auth: MetricsAuth::new(client.clone()),
+        })
+    }
+}
+
+/// Serves the routes on `endpoint` until `shutdown` turns true.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    endpoint: Endpoint,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    let stop = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    match endpoint {
+        Endpoint::Plain(listener) => {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving /metrics, /healthz and /readyz over HTTP");
+            }
+            axum::serve(listener, router(metrics, None))
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Endpoint::Secure { listener, auth } => {
+            use axum::serve::Listener as _;
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving /metrics (authorized), /healthz and /readyz over HTTPS");
+            }
+            axum::serve(listener, router(metrics, Some(auth)))
+                .with_graceful_shutdown(stop)
+                .await
+        }
     }
-    axum::serve(listener, router(metrics))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
 }
 
 #[cfg(test)]

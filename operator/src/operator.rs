@@ -43,11 +43,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             stop.send_replace(true);
         }
     });
-    // Bound here, not in the task, so that a taken port stops the operator with a clear error.
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
-        .await
-        .with_context(|| format!("cannot listen on --metrics-addr {}", args.metrics_addr))?;
-    let server = tokio::spawn(metrics::serve(listener, metrics.clone(), stop.subscribe()));
+    // Bound here, not in the task, so that a taken port or a bad certificate stops the
+    // operator with a clear error.
+    let endpoint = metrics::Endpoint::bind(&args.metrics_endpoint(), &client).await?;
+    let server = tokio::spawn(metrics::serve(endpoint, metrics.clone(), stop.subscribe()));
 
     // Fail early and clearly when the API server or the CRD is missing.
     let first_scope = args.namespaces().and_then(|n| n.into_iter().next());

@@ -1,7 +1,9 @@
 //! Compiles `proto/grpc_predict_v2.proto` (the v2 protocol's gRPC service)
 //! into Rust with protox, a protobuf compiler written in Rust, so building
 //! needs no system `protoc`. The encoded descriptor set is written beside
-//! the generated code for the reflection service.
+//! the generated code for the reflection service. The generated client has no
+//! `connect` (tonic's transport is not a dependency of the server); the load
+//! generator (`examples/grpc_load.rs`) gives it a channel.
 
 use std::path::PathBuf;
 
@@ -19,7 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
     tonic_prost_build::configure()
-        .build_client(false)
+        // The client (without tonic's transport) serves the load generator and tests.
+        .build_client(true)
+        .build_transport(false)
         .build_server(true)
         .compile_fds(descriptors)?;
     Ok(())

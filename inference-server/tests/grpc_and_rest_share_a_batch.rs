@@ -116,7 +116,7 @@ async fn a_grpc_call_and_a_rest_request_share_a_batch() {
     });
     let state = state_with(backend.clone());
     let rest = modelship_server::http::router(state.clone(), Duration::from_secs(5));
-    let grpc = modelship_server::grpc::router(state.clone());
+    let grpc = modelship_server::grpc::router(state.clone(), Duration::from_secs(5));
 
     // Keep the only worker busy, so the next two requests queue together.
     let model = state.only_loaded_model().unwrap();

@@ -77,7 +77,8 @@ pub struct ServeArgs {
     /// 413, or RESOURCE_EXHAUSTED over gRPC).
     #[arg(long, env = "MODELSHIP_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Longest a client may take to send a request body (slower: 408).
+    /// Longest a client may take to send a request body (slower: 408) or a
+    /// gRPC message, counted from its headers (slower: DEADLINE_EXCEEDED).
     #[arg(long, env = "MODELSHIP_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,
     /// Longest an HTTP/1.1 client may take to send a request's line and
@@ -228,7 +229,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     let limits = args.conn_limits();
     let server = tokio::spawn(serve_until(listener, app, limits, stop_rx.clone()));
     let grpc_server = grpc_listener.map(|l| {
-        let grpc = crate::grpc::router(state.clone());
+        let grpc = crate::grpc::router(state.clone(), args.body_timeout);
         tokio::spawn(serve_until(l, grpc, limits, stop_rx))
     });
 

@@ -16,11 +16,17 @@
 //! `ServerReady`, `ModelReady` and `ServerMetadata` stay open, as their REST
 //! twins do. Every answer carries the `x-modelship-variant` metadata.
 //!
-//! One request: [`arrive`] admits a `ModelInfer` call with the engine as soon
-//! as its headers are in, before tonic reads and decodes the message (the
-//! model's name is inside it, so this works when the server serves one model;
-//! otherwise the handler admits after decoding), so a forming batch waits for
-//! it exactly as for a REST request. The handler decodes the message with
+//! One request: [`arrive`] checks a `ModelInfer` call's API key as soon as its
+//! headers are in and refuses it there (UNAUTHENTICATED, the message never
+//! read), so a refused call is never admitted and no forming batch waits for
+//! it. It then admits the call with the engine, before tonic reads and
+//! decodes the message (the model's name is inside it, so this works when the
+//! server serves one model; otherwise the handler admits after decoding), so a
+//! forming batch waits for it exactly as for a REST request. Every call of
+//! the inference service must send its whole message within
+//! `--body-timeout`, counted from its headers (DEADLINE_EXCEEDED after that;
+//! health and reflection, whose streams may stay open, are not limited).
+//! The handler decodes the message with
 //! [`crate::protocol::grpc`], checks and queues it through [`Engine::infer`]
 //! (the same validation and batches as REST), and answers in
 //! `raw_output_contents`. Failures are mapped in `error.rs`; a message tonic
@@ -35,12 +41,16 @@ pub mod service;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
+use http_body_util::BodyExt;
 use tonic::{Code, Status};
+use tower_http::timeout::DeadlineBody;
 
 use crate::engine::Admission;
 use crate::metrics::{Code as CodeLabel, RequestLabels};
@@ -51,12 +61,16 @@ use pb::grpc_inference_service_server::GrpcInferenceServiceServer;
 /// The HTTP/2 path of `ModelInfer`.
 pub const MODEL_INFER_PATH: &str = "/inference.GRPCInferenceService/ModelInfer";
 
+/// The path prefix of the inference service's methods (all unary).
+const INFERENCE_SERVICE: &str = "/inference.GRPCInferenceService/";
+
 /// The metric label `protocol` of gRPC requests.
 pub const PROTOCOL: &str = "grpc";
 
 /// The gRPC listener's routes over `state`: the inference service (messages
-/// up to the REST body limit), health, reflection (v1 and v1alpha).
-pub fn router(state: Arc<AppState>) -> Router {
+/// up to the REST body limit, each received within `body_timeout`), health,
+/// reflection (v1 and v1alpha).
+pub fn router(state: Arc<AppState>, body_timeout: Duration) -> Router {
     let limit = state.limits.max_body_bytes;
     let variant = state.access.variant.clone();
     let inference = GrpcInferenceServiceServer::new(service::Inference::new(state.clone()))
@@ -76,7 +90,13 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .expect("the embedded descriptor sets are valid"),
         )
         .into_axum_router()
-        .layer(from_fn_with_state(state, arrive));
+        .layer(from_fn_with_state(
+            Arrive {
+                state,
+                body_timeout,
+            },
+            arrive,
+        ));
     crate::http::with_variant(crate::http::with_request_id(routes), &variant)
 }
 
@@ -88,8 +108,10 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 }
 
 /// What [`arrive`] hands the `ModelInfer` handler (as a request extension):
-/// the admission made on arrival, and whether the handler ran.
-#[derive(Clone, Default)]
+/// the admission made on arrival, and whether the handler ran. Only
+/// [`arrive`] makes one, after the call's API key passed, so a handler that
+/// finds one knows the key was checked (and counted) already.
+#[derive(Clone)]
 pub struct Arrival(Arc<ArrivalInner>);
 
 #[derive(Default)]
@@ -111,15 +133,36 @@ impl Arrival {
     }
 }
 
-/// Admits a `ModelInfer` call before its message is read (see the module
-/// documentation), and gives the calls tonic refuses before the handler
-/// runs their code and their count in the metrics.
-async fn arrive(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    if req.uri().path() != MODEL_INFER_PATH {
+/// What [`arrive`] needs: the state and the time limit on a message.
+#[derive(Clone)]
+struct Arrive {
+    state: Arc<AppState>,
+    body_timeout: Duration,
+}
+
+/// Puts the inference service's calls under the body time limit; checks a
+/// `ModelInfer` call's API key, then admits it, before its message is read
+/// (see the module documentation), and gives the calls tonic refuses before
+/// the handler runs their code and their count in the metrics.
+async fn arrive(State(arrive): State<Arrive>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if !path.starts_with(INFERENCE_SERVICE) {
+        return next.run(req).await;
+    }
+    let is_infer = path == MODEL_INFER_PATH;
+    let state = arrive.state;
+    // The call's one key check (counted in modelship_auth_total), before
+    // anything is admitted or read; not counted in modelship_requests_total,
+    // as a REST 401 is not.
+    if is_infer && let Err(refusal) = service::authorize_headers(&state, req.headers()) {
+        return error::status(&refusal.into()).into_http();
+    }
+    let mut req = with_deadline(req, arrive.body_timeout);
+    if !is_infer {
         return next.run(req).await;
     }
     let model = state.only_loaded_model();
-    let arrival = Arrival::default();
+    let arrival = Arrival(Arc::default());
     if let Some(m) = &model {
         *arrival.0.admitted.lock().expect("arrival lock") = Some((m.clone(), m.engine.admit()));
     }
@@ -135,6 +178,20 @@ async fn arrive(State(state): State<Arc<AppState>>, mut req: Request, next: Next
         );
     }
     resp
+}
+
+/// The request with a body that fails with DEADLINE_EXCEEDED once `limit`
+/// has passed since now (its headers' arrival), however the bytes trickle
+/// in; tonic answers a call with the status its body failed with.
+fn with_deadline(req: Request, limit: Duration) -> Request {
+    req.map(|body| {
+        Body::new(DeadlineBody::new(limit, body).map_err(move |_| {
+            Status::deadline_exceeded(format!(
+                "the message was not received within the body timeout of {}",
+                humantime::format_duration(limit)
+            ))
+        }))
+    })
 }
 
 /// The code of a call tonic answered without running the handler, restated

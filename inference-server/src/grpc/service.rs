@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::error::status;
 use super::{Arrival, count};
+use crate::auth::Refusal;
 use crate::http::error::ApiError;
 use crate::http::shared::{REQUEST_ID, find_model};
 use crate::http::v2::SERVER_NAME;
@@ -70,10 +71,18 @@ impl Inference {
 
 /// The API key check of a call, from its metadata (see [`AppState::authorize`]).
 fn authorize<T>(state: &AppState, request: &Request<T>) -> Result<(), ApiError> {
-    let metadata = request.metadata();
-    let get = |name: &str| metadata.get(name).map(|v| v.as_bytes());
-    state.authorize(get("authorization"), get("x-api-key"))?;
+    authorize_headers(state, request.metadata().as_ref())?;
     Ok(())
+}
+
+/// The API key check of a call from its HTTP/2 headers (its metadata), for
+/// [`super::arrive`], which checks before tonic sees the call. Counts once.
+pub(super) fn authorize_headers(
+    state: &AppState,
+    headers: &http::HeaderMap,
+) -> Result<(), Refusal> {
+    let get = |name: &str| headers.get(name).map(|v| v.as_bytes());
+    state.authorize(get("authorization"), get("x-api-key"))
 }
 
 fn version(v: &str) -> Option<&str> {
@@ -137,12 +146,16 @@ impl GrpcInferenceService for Inference {
         request: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
         let started = Instant::now();
-        let early = request
-            .extensions()
-            .get::<Arrival>()
-            .and_then(Arrival::take);
-        // Refused before anything is decoded; counted in modelship_auth_total only.
-        authorize(&self.state, &request).map_err(|e| status(&e))?;
+        let arrival = request.extensions().get::<Arrival>().cloned();
+        let early = match &arrival {
+            // `arrive` checked the key already, before the message was read.
+            Some(arrival) => arrival.take(),
+            // Called without the router's middleware: the key is checked here.
+            None => {
+                authorize(&self.state, &request).map_err(|e| status(&e))?;
+                None
+            }
+        };
         let request_id = request
             .metadata()
             .get(REQUEST_ID.as_str())

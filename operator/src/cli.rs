@@ -155,6 +155,11 @@ pub struct ExposeArgs {
     /// Scheme of the public URL in `status.url` (an Ingress with TLS is always `https`).
     #[arg(long, env = "MODELSHIP_URL_SCHEME", value_enum, default_value_t = UrlScheme::Http)]
     pub url_scheme: UrlScheme,
+
+    /// Port of the public URL in `status.url`, when the gateway does not listen on the
+    /// scheme's default port (0 or absent: none shown).
+    #[arg(long, env = "MODELSHIP_URL_PORT")]
+    pub url_port: Option<u16>,
 }
 
 impl ExposeArgs {
@@ -171,6 +176,7 @@ impl ExposeArgs {
             domain: non_empty(&self.expose_domain),
             host_template: self.host_template.clone(),
             scheme: self.url_scheme,
+            url_port: self.url_port.filter(|p| *p != 0),
         }
     }
 }

@@ -80,6 +80,9 @@ pub struct ExposeConfig {
     pub host_template: String,
     /// Scheme of the public URL in `status.url` (`https` whenever the Ingress has TLS).
     pub scheme: UrlScheme,
+    /// Port of the public URL, when the Gateway's or Ingress controller's listener is not on
+    /// the scheme's default port (the local cluster's gateway listens on 16080).
+    pub url_port: Option<u16>,
 }
 
 impl Default for ExposeConfig {
@@ -91,6 +94,7 @@ impl Default for ExposeConfig {
             domain: None,
             host_template: DEFAULT_HOST_TEMPLATE.into(),
             scheme: UrlScheme::Http,
+            url_port: None,
         }
     }
 }

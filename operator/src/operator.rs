@@ -291,6 +291,10 @@ async fn run_controllers(
                 Ok((object, _)) => tracing::debug!(%object, "reconciled"),
                 // Already counted and logged by the error policy.
                 Err(controller::Error::ReconcilerFailed(_, _)) => {}
+                // A child's event for an owner deleted a moment ago: expected, not a fault.
+                Err(e @ controller::Error::ObjectNotFound(_)) => {
+                    tracing::debug!(error = %e, "controller");
+                }
                 Err(e) => tracing::warn!(error = %e, "controller"),
             }
             futures::future::ready(())

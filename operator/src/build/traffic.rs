@@ -213,7 +213,7 @@ pub fn plan_traffic(
                 ),
                 exposure: Some(Exposure::Routed {
                     kind: "Ingress",
-                    url: public_url(scheme, &host, &expose.path, v),
+                    url: public_url(scheme, config.url_port, &host, &expose.path, v),
                 }),
             }
         }
@@ -250,17 +250,35 @@ pub fn plan_traffic(
                 canary_traffic,
                 exposure: Some(Exposure::Routed {
                     kind: "HTTPRoute",
-                    url: public_url(config.scheme, &host, &expose.path, v),
+                    url: public_url(config.scheme, config.url_port, &host, &expose.path, v),
                 }),
             }
         }
     }
 }
 
-/// The public v2 endpoint of the model.
-fn public_url(scheme: UrlScheme, host: &str, path: &str, v: &Validated) -> String {
+/// The public v2 endpoint of the model; `port` shown unless it is the scheme's default.
+fn public_url(
+    scheme: UrlScheme,
+    port: Option<u16>,
+    host: &str,
+    path: &str,
+    v: &Validated,
+) -> String {
     let model = format!("/v2/models/{}", v.endpoint.model_name);
-    format!("{}://{host}{}", scheme.as_str(), public_path(path, &model))
+    let default = match scheme {
+        UrlScheme::Http => 80,
+        UrlScheme::Https => 443,
+    };
+    let port = port
+        .filter(|p| *p != default)
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
+    format!(
+        "{}://{host}{port}{}",
+        scheme.as_str(),
+        public_path(path, &model)
+    )
 }
 
 #[cfg(test)]
@@ -381,6 +399,22 @@ mod tests {
                 url: "https://iris.example.com/v2/models/iris".into()
             })
         );
+        // A listener off the scheme's default port shows in the URL; the default does not.
+        for (port, url) in [
+            (Some(8443), "https://iris.example.com:8443/v2/models/iris"),
+            (Some(443), "https://iris.example.com/v2/models/iris"),
+        ] {
+            let config = ExposeConfig {
+                url_port: port,
+                ..config.clone()
+            };
+            let traffic = plan_traffic(&v, &config, &GatewayApi::NotChecked, 2);
+            assert!(
+                matches!(&traffic.exposure, Some(Exposure::Routed { url: u, .. }) if u == url),
+                "{port:?}: {:?}",
+                traffic.exposure
+            );
+        }
         let v = fixtures::validated("canary.yaml");
         let traffic = plan_traffic(&v, &config, &GatewayApi::NotChecked, 2);
         let Some(Exposure::Unavailable(why)) = traffic.exposure else {

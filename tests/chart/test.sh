@@ -12,7 +12,8 @@
 # state dir and ports, beside any other cluster): a server-side dry run of the
 # rendered manifests, helm install, `kubectl auth can-i` as the operator's
 # ServiceAccount in both RBAC modes, the operator process itself running with
-# nothing but that ServiceAccount's token, helm upgrade, and helm uninstall
+# nothing but that ServiceAccount's token, its /metrics over TLS answering 401,
+# 403 and 200 as the API server decides, helm upgrade, and helm uninstall
 # (the CRD stays). The operator's pod never starts there (no node): the
 # chart's RBAC is what is proven.
 #
@@ -85,6 +86,8 @@ test_lint() {
   helm lint "$CHART"
   helm lint "$CHART" --set 'watchNamespaces={team-a,team-b}'
   helm lint "$CHART" --set metrics.serviceMonitor.enabled=true --set replicaCount=2
+  helm lint "$CHART" --set metrics.secure=false --set metrics.serviceMonitor.enabled=true
+  helm lint "$CHART" --set metrics.certSecret.name=operator-metrics-tls --set metrics.serviceMonitor.enabled=true
 }
 
 test_crd_copy_matches_crds_dir() {
@@ -131,7 +134,9 @@ test_template_all_namespaces() {
   kinds "$WORK/default.yaml" | sort | tee "$WORK/default.kinds"
   diff <(sort "$WORK/default.kinds") <(sort <<EOF
 ClusterRole//modelship
+ClusterRole//modelship-metrics-reader
 ClusterRoleBinding//modelship
+ClusterRoleBinding//modelship-auth-delegator
 CustomResourceDefinition//batchpredictions.modelship.io
 CustomResourceDefinition//modeldeployments.modelship.io
 Deployment/$RELEASE_NS/modelship
@@ -151,14 +156,19 @@ args = c["args"]
 print(args)
 for want in ["--server-image=modelship/server:dev", "--leader-election",
              "--lease-name=modelship", "--lease-namespace=modelship-system",
-             "--metrics-addr=0.0.0.0:8080", "--log-format=json",
+             "--metrics-addr=0.0.0.0:8080", "--metrics-secure",
+             "--metrics-cert-sans=modelship-metrics.modelship-system.svc,modelship-metrics.modelship-system.svc.cluster.local",
+             "--log-format=json",
              "--expose-mode=auto", "--host-template={name}-{namespace}.{domain}",
              "--url-scheme=http"]:
     assert want in args, want
 assert not any(a.startswith("--watch-namespaces") for a in args), "watches all namespaces"
 assert c["image"] == "modelship/operator:dev"
-assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+assert not any(a.startswith("--metrics-cert-dir") for a in args), "self-signed by default"
+# Secure metrics by default: the probes speak HTTPS to the open /healthz and /readyz.
+for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+    assert c[probe]["httpGet"] == {"path": path, "port": "metrics", "scheme": "HTTPS"}, c[probe]
+assert c["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}], c["ports"]
 # Restricted Pod Security Standard.
 assert pod["securityContext"]["runAsNonRoot"] is True
 assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
@@ -178,6 +188,8 @@ test_template_watch_namespaces() {
   render --set 'watchNamespaces={team-a,team-b}' --set leaderElection.enabled=false >"$WORK/ns.yaml"
   kinds "$WORK/ns.yaml" | sort | tee "$WORK/ns.kinds"
   diff <(sort "$WORK/ns.kinds") <(sort <<EOF
+ClusterRole//modelship-metrics-reader
+ClusterRoleBinding//modelship-auth-delegator
 CustomResourceDefinition//batchpredictions.modelship.io
 CustomResourceDefinition//modeldeployments.modelship.io
 Deployment/$RELEASE_NS/modelship
@@ -188,7 +200,7 @@ RoleBinding/team-b/modelship
 Service/$RELEASE_NS/modelship-metrics
 ServiceAccount/$RELEASE_NS/modelship
 EOF
-  ) || fail "namespaced mode: unexpected set of objects (no ClusterRole, no Lease Role)"
+  ) || fail "namespaced mode: unexpected set of objects (no ClusterRole of the operator's rules, no Lease Role; only the metrics reader and the auth-delegator binding are cluster-wide)"
   grep -q -- '- --watch-namespaces=team-a,team-b' "$WORK/ns.yaml" || fail "--watch-namespaces not passed"
   grep -q -- '--leader-election' "$WORK/ns.yaml" && fail "leader election is off"
   return 0
@@ -199,20 +211,92 @@ test_rbac_rules_grant_no_secrets_or_wildcards() {
   render --set 'watchNamespaces={team-a}' >>"$WORK/rbac.yaml"
   python3 - "$WORK/rbac.yaml" <<'EOF'
 import sys, yaml
-rules = [r for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] in ("Role", "ClusterRole")
-         for r in d["rules"]]
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+rules = [r for d in docs if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]]
 for r in rules:
-    assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"], r
-    assert not {"secrets", "configmaps", "pods/exec", "serviceaccounts/token"} & set(r["resources"]), r
+    assert "*" not in r["verbs"] and "*" not in r.get("resources", []) and "*" not in r.get("apiGroups", []), r
+    assert "*" not in r.get("nonResourceURLs", []), r
+    assert not {"secrets", "configmaps", "pods/exec", "serviceaccounts/token"} & set(r.get("resources", [])), r
     assert "escalate" not in r["verbs"] and "bind" not in r["verbs"] and "impersonate" not in r["verbs"], r
+# The one non-resource rule: the metrics reader's get on /metrics.
+assert [r for r in rules if "nonResourceURLs" in r] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}] * 2
+# The one role not the chart's own: system:auth-delegator (TokenReview and
+# SubjectAccessReview creates), for the secure metrics, in both modes.
+foreign = [d["roleRef"]["name"] for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+           and not d["roleRef"]["name"].startswith("modelship")]
+assert foreign == ["system:auth-delegator"] * 2, foreign
 # Deletion is granted only for children removed with their part of the spec:
 # the HPA (autoscaling), the canary's Deployment and Service, the public route.
-deletable = sorted(x for r in rules if "delete" in r["verbs"] for x in r["resources"])
+deletable = sorted(x for r in rules if "delete" in r["verbs"] for x in r.get("resources", []))
 assert deletable == sorted(["deployments", "services", "horizontalpodautoscalers", "ingresses", "httproutes",
                            "grpcroutes", "poddisruptionbudgets"] * 2), deletable
 # Gateways are the platform's: not even read.
-assert not [r for r in rules if "gateways" in r["resources"]], "gateways"
+assert not [r for r in rules if "gateways" in r.get("resources", [])], "gateways"
 print(len(rules), "rules checked")
+EOF
+}
+
+# The operator's metrics port in its three shapes: secure with a self-signed
+# certificate (default, above), secure with a mounted Secret, and plain.
+test_template_metrics_modes() {
+  render --set metrics.serviceMonitor.enabled=true >"$WORK/m-default.yaml"
+  render --set metrics.serviceMonitor.enabled=true --set metrics.certSecret.name=operator-metrics-tls \
+    --set 'metrics.readers[0].name=prometheus-k8s' --set 'metrics.readers[0].namespace=monitoring' >"$WORK/m-secret.yaml"
+  render --set metrics.serviceMonitor.enabled=true --set metrics.certSecret.name=operator-metrics-tls \
+    --set metrics.certSecret.caKey= >"$WORK/m-noca.yaml"
+  render --set metrics.serviceMonitor.enabled=true --set metrics.secure=false >"$WORK/m-plain.yaml"
+  python3 - "$WORK" <<'EOF'
+import sys, yaml
+def load(name):
+    return [d for d in yaml.safe_load_all(open(f"{sys.argv[1]}/{name}.yaml")) if d]
+def one(docs, kind, name=None):
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, (kind, name, len(found))
+    return found[0]
+def container(docs):
+    return one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+def endpoint(docs):
+    return one(docs, "ServiceMonitor")["spec"]["endpoints"][0]
+
+d = load("m-default")
+ep = endpoint(d)
+assert ep["scheme"] == "https" and ep["port"] == "metrics", ep
+assert ep["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token", ep
+assert ep["tlsConfig"] == {"insecureSkipVerify": True}, ep
+assert "volumes" not in one(d, "Deployment")["spec"]["template"]["spec"]
+assert [x for x in d if x["kind"] == "ClusterRoleBinding" and x["metadata"]["name"] == "modelship-metrics-reader"] == [], \
+    "no readers, no binding"
+reader = one(d, "ClusterRole", "modelship-metrics-reader")
+assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}], reader
+delegator = one(d, "ClusterRoleBinding", "modelship-auth-delegator")
+assert delegator["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"}
+assert delegator["subjects"] == [{"kind": "ServiceAccount", "name": "modelship", "namespace": "modelship-system"}]
+assert one(d, "Service")["spec"]["ports"][0]["targetPort"] == "metrics"
+
+d = load("m-secret")
+c = container(d)
+assert "--metrics-secure" in c["args"] and "--metrics-cert-dir=/etc/modelship/metrics-tls" in c["args"], c["args"]
+assert not any(a.startswith("--metrics-cert-sans") for a in c["args"]), "a mounted certificate has its own names"
+assert c["volumeMounts"] == [{"name": "metrics-tls", "mountPath": "/etc/modelship/metrics-tls", "readOnly": True}]
+vol = one(d, "Deployment")["spec"]["template"]["spec"]["volumes"][0]
+assert vol["secret"]["secretName"] == "operator-metrics-tls", vol
+assert [i["key"] for i in vol["secret"]["items"]] == ["tls.crt", "tls.key"], "the CA is not the operator's"
+assert endpoint(d)["tlsConfig"] == {"ca": {"secret": {"name": "operator-metrics-tls", "key": "ca.crt"}},
+                                    "serverName": "modelship-metrics.modelship-system.svc"}, endpoint(d)
+binding = one(d, "ClusterRoleBinding", "modelship-metrics-reader")
+assert binding["roleRef"]["name"] == "modelship-metrics-reader"
+assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "prometheus-k8s", "namespace": "monitoring"}]
+
+assert endpoint(load("m-noca"))["tlsConfig"] == {"insecureSkipVerify": True}, "no CA key: no verification"
+
+d = load("m-plain")
+c = container(d)
+assert not [a for a in c["args"] if a.startswith("--metrics-secure") or a.startswith("--metrics-cert")], c["args"]
+assert c["livenessProbe"]["httpGet"]["scheme"] == "HTTP" and c["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+ep = endpoint(d)
+assert "scheme" not in ep and "bearerTokenFile" not in ep and "tlsConfig" not in ep, ep
+assert not [x for x in d if "metrics-reader" in x["metadata"]["name"] or "auth-delegator" in x["metadata"]["name"]]
+print("secure (self-signed), secure (Secret, readers), secure (Secret without CA), plain: ok")
 EOF
 }
 
@@ -235,6 +319,9 @@ test_bad_values_are_refused_with_a_message() {
   expect_refused "replicaCount is 2 but leaderElection.enabled is false" --set replicaCount=2 --set leaderElection.enabled=false
   expect_refused "metrics.serviceMonitor.enabled needs metrics.service.enabled" \
     --set metrics.serviceMonitor.enabled=true --set metrics.service.enabled=false
+  expect_refused "at '/metrics/secure': got string, want boolean" --set metrics.secure=yes
+  expect_refused "at '/metrics/readers/0': missing property 'namespace'" --set 'metrics.readers[0].name=prometheus'
+  expect_refused "at '/metrics/certSecret/name'" --set metrics.certSecret.name=Not_A_Name
 }
 
 # ---------------------------------------------------------------- cluster
@@ -310,6 +397,10 @@ test_install_all_namespaces_rbac() {
   expect_yes delete poddisruptionbudgets.policy -n team-a
   expect_yes create leases.coordination.k8s.io -n "$RELEASE_NS"
   expect_yes update leases.coordination.k8s.io/modelship -n "$RELEASE_NS"
+  # Secure metrics: the operator reviews scrapers' tokens; it does not read /metrics itself.
+  expect_yes create tokenreviews.authentication.k8s.io
+  expect_yes create subjectaccessreviews.authorization.k8s.io
+  expect_no get /metrics
   # What it must not do.
   expect_no get secrets -n team-a
   expect_no list secrets --all-namespaces
@@ -356,22 +447,26 @@ test_upgrade_to_namespaced_rbac() {
   expect_no create ingresses.networking.k8s.io -n team-b
   expect_no get secrets -n team-a
   expect_no get secrets -n team-b
+  # The reviews are cluster-scoped: the auth-delegator binding stays in namespaced mode.
+  expect_yes create tokenreviews.authentication.k8s.io
+  expect_yes create subjectaccessreviews.authorization.k8s.io
 }
 
-# The operator process, with only its ServiceAccount's token, reconciles an
-# Iris ModelDeployment in team-a: the rules are enough, not just not too many.
-test_operator_runs_with_chart_rbac() {
-  local bin=""
+# operator_bin: the modelship-operator binary to run, or skip.
+operator_bin() {
+  local candidate
   for candidate in "${MODELSHIP_OPERATOR_BIN:-}" "$CARGO_TARGET_DIR/release/modelship-operator" "$CARGO_TARGET_DIR/debug/modelship-operator"; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ]; then bin="$candidate"; break; fi
+    if [ -n "$candidate" ] && [ -x "$candidate" ]; then echo "$candidate"; return 0; fi
   done
-  [ -n "$bin" ] || skip "no modelship-operator binary (cargo build -p modelship-operator)"
-  echo "operator binary: $bin"
-  local kc="$WORK/sa.kubeconfig" server ca token
+  return 1
+}
+# sa_kubeconfig FILE: a kubeconfig with nothing but the operator's ServiceAccount token.
+sa_kubeconfig() {
+  local server ca token
   server="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
   ca="$(kubectl config view --raw --minify --flatten -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
   token="$(kubectl -n "$RELEASE_NS" create token modelship --duration=1h)"
-  cat >"$kc" <<EOF
+  cat >"$1" <<EOF
 apiVersion: v1
 kind: Config
 clusters: [{name: cp, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
@@ -379,11 +474,20 @@ users: [{name: operator, user: {token: "$token"}}]
 contexts: [{name: operator, context: {cluster: cp, user: operator, namespace: $RELEASE_NS}}]
 current-context: operator
 EOF
+}
+
+# The operator process, with only its ServiceAccount's token, reconciles an
+# Iris ModelDeployment in team-a: the rules are enough, not just not too many.
+test_operator_runs_with_chart_rbac() {
+  local bin kc="$WORK/sa.kubeconfig"
+  bin="$(operator_bin)" || skip "no modelship-operator binary (cargo build -p modelship-operator)"
+  echo "operator binary: $bin"
+  sa_kubeconfig "$kc"
   KUBECONFIG="$kc" kubectl auth whoami
-  # The chart's own arguments (namespaced mode, leader election), on a free port.
+  # The chart's own arguments (namespaced mode, leader election, secure metrics), on a free port.
   KUBECONFIG="$kc" RUST_LOG=info "$bin" --watch-namespaces=team-a --leader-election \
     --lease-name=modelship --lease-namespace="$RELEASE_NS" --metrics-addr=127.0.0.1:0 \
-    --log-format=text >"$WORK/operator.log" 2>&1 &
+    --metrics-secure --log-format=text >"$WORK/operator.log" 2>&1 &
   OPERATOR_PID=$!
   trap 'kill "$OPERATOR_PID" 2>/dev/null || true' EXIT
   kubectl -n team-a apply -f "$ROOT/examples/iris.yaml"
@@ -401,6 +505,68 @@ EOF
   kubectl -n "$RELEASE_NS" get lease modelship -o jsonpath='{.spec.holderIdentity}'; echo
   grep -qi 'forbidden' "$WORK/operator.log" && fail "the operator was refused something (above)"
   kubectl -n team-a delete mdep iris --wait=false
+  return 0
+}
+
+# The operator's /metrics over TLS, decided by the API server: no token 401, a
+# ServiceAccount without the right 403, one bound through the chart's
+# metrics.readers to <release>-metrics-reader 200 with the operator's metrics;
+# /healthz and /readyz open. The operator runs on its ServiceAccount's token
+# alone, so its TokenReviews and SubjectAccessReviews use the chart's
+# auth-delegator binding (in namespaced mode, where the release is now).
+test_secure_metrics_readers_decided_by_the_api_server() {
+  local bin kc="$WORK/sa-metrics.kubeconfig" port base
+  bin="$(operator_bin)" || skip "no modelship-operator binary (cargo build -p modelship-operator)"
+  helm upgrade "$RELEASE" "$CHART" -n "$RELEASE_NS" --reuse-values \
+    --set 'metrics.readers[0].name=metrics-scraper' --set "metrics.readers[0].namespace=$RELEASE_NS"
+  kubectl get clusterrolebinding modelship-metrics-reader -o jsonpath='{.subjects}'; echo
+  for sa in metrics-scraper metrics-nobody; do
+    kubectl -n "$RELEASE_NS" create serviceaccount "$sa" --dry-run=client -o yaml | kubectl apply -f -
+  done
+  local reader nobody
+  reader="$(kubectl -n "$RELEASE_NS" create token metrics-scraper --duration=10m)"
+  nobody="$(kubectl -n "$RELEASE_NS" create token metrics-nobody --duration=10m)"
+  sa_kubeconfig "$kc"
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  base="https://127.0.0.1:$port"
+  KUBECONFIG="$kc" RUST_LOG=info,modelship_operator=debug "$bin" --watch-namespaces=team-a \
+    --metrics-addr="127.0.0.1:$port" --metrics-secure --log-format=text >"$WORK/operator-metrics.log" 2>&1 &
+  OPERATOR_PID=$!
+  trap 'kill "$OPERATOR_PID" 2>/dev/null || true' EXIT
+  # status PATH [CURL ARGS]: the HTTP status of a GET over TLS (self-signed: -k);
+  # the body goes to $WORK/body.
+  status() { local path="$1"; shift; curl -sk -o "$WORK/body" -w '%{http_code}' --max-time 10 "$@" "$base$path"; }
+  local ready=0
+  for _ in $(seq 1 60); do
+    if [ "$(status /readyz)" = 200 ]; then ready=1; break; fi
+    sleep 0.5
+  done
+  [ "$ready" = 1 ] || { cat "$WORK/operator-metrics.log"; fail "/readyz not 200 over HTTPS within 30 s"; }
+  echo "/readyz 200 without a token"
+  [ "$(status /healthz)" = 200 ] || fail "/healthz not open"
+  echo "/healthz 200 without a token"
+  local got
+  got="$(status /metrics)"; [ "$got" = 401 ] || fail "no token: $got, want 401"
+  python3 -c 'import json,sys; e = json.load(open(sys.argv[1]))["error"]; print("401:", e); assert "Authorization" in e' "$WORK/body"
+  got="$(status /metrics -H 'Authorization: Bearer not-a-token')"; [ "$got" = 401 ] || fail "a made-up token: $got, want 401"
+  echo "401 for a made-up token: $(cat "$WORK/body")"
+  got="$(status /metrics -H "Authorization: Bearer $nobody")"; [ "$got" = 403 ] || fail "a token without the right: $got, want 403"
+  grep -q "system:serviceaccount:$RELEASE_NS:metrics-nobody" "$WORK/body" || fail "the 403 does not name the user: $(cat "$WORK/body")"
+  echo "403: $(cat "$WORK/body")"
+  got="$(status /metrics -H "Authorization: Bearer $reader")"; [ "$got" = 200 ] || fail "the chart's metrics reader: $got, want 200: $(cat "$WORK/body")"
+  for metric in modelship_operator_reconciliations_total modelship_operator_leader modelship_operator_managed_objects; do
+    grep -q "^$metric" "$WORK/body" || fail "the 200 body lacks $metric"
+  done
+  echo "200 for the metrics reader, with the operator's metrics"
+  # Plain HTTP on the secure port gets no metrics.
+  got="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$port/metrics" || true)"
+  [ "$got" != 200 ] || fail "plain HTTP answered 200"
+  kill "$OPERATOR_PID" 2>/dev/null || echo "the operator had exited"
+  wait "$OPERATOR_PID" 2>/dev/null || true
+  echo "--- operator log"; cat "$WORK/operator-metrics.log"
+  grep -F -e "$reader" -e "$nobody" "$WORK/operator-metrics.log" >/dev/null && fail "a token is in the operator's log"
+  grep -qi 'forbidden' "$WORK/operator-metrics.log" && fail "the operator was refused something (above)"
+  kubectl -n "$RELEASE_NS" delete serviceaccount metrics-scraper metrics-nobody
   return 0
 }
 
@@ -425,9 +591,10 @@ run_test batch_crd_copy_matches_crds_dir test_batch_crd_copy_matches_crds_dir
 run_test template_all_namespaces test_template_all_namespaces
 run_test template_watch_namespaces test_template_watch_namespaces
 run_test rbac_rules_grant_no_secrets_or_wildcards test_rbac_rules_grant_no_secrets_or_wildcards
+run_test template_metrics_modes test_template_metrics_modes
 run_test bad_values_are_refused_with_a_message test_bad_values_are_refused_with_a_message
 CLUSTER_TESTS="server_side_dry_run install_all_namespaces_rbac upgrade_to_namespaced_rbac
-  operator_runs_with_chart_rbac uninstall_keeps_only_the_crd"
+  operator_runs_with_chart_rbac secure_metrics_readers_decided_by_the_api_server uninstall_keeps_only_the_crd"
 if [ "${CHART_TESTS_OFFLINE:-0}" = 1 ]; then
   for t in $CLUSTER_TESTS; do skip_test "$t" "CHART_TESTS_OFFLINE=1"; done
 elif cluster_up; then

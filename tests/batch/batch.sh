@@ -35,6 +35,17 @@ ${4:-}
 EOF
 }
 
+# expected NAME: the path of run.sh's local predict of NAME's whole input, once it is done.
+expected() {
+  local deadline=$((SECONDS + 600))
+  until [ -e "$WORK/$1.expected.done" ]; do
+    [ ! -e "$WORK/$1.expected.failed" ] || fail "local predict of $1 failed: $(tail -5 "$WORK/$1.expected.log")"
+    [ "$SECONDS" -lt "$deadline" ] || fail "local predict of $1 not done in 600 s: $(tail -5 "$WORK/$1.expected.log" 2>/dev/null)"
+    sleep 2
+  done
+  echo "$WORK/$1.expected.jsonl"
+}
+
 # wait_final NAME SECONDS: until Succeeded or Failed; prints the status on the way out.
 wait_final() {
   local deadline=$((SECONDS + $2)) phase=""
@@ -57,7 +68,8 @@ test_csv_job_scores_every_row_once() {
   [ "$(field csv '{.status.rows.scored}')" = "$ROWS" ] || fail "status.rows.scored is not $ROWS"
   [ "$(field csv '{.status.shards.done}')" = "8/8" ] || fail "shards: $(field csv '{.status.shards}')"
   [ "$(field csv '{.status.outputManifest}')" = "s3://$BUCKET/out-csv/_manifest.json" ] || fail "no manifest in the status"
-  data check "$BUCKET" out-csv/ "$ROWS" "$WORK/csv.expected.jsonl"
+  local want; want="$(expected csv)" || fail "$want"
+  data check "$BUCKET" out-csv/ "$ROWS" "$want"
   k get events --field-selector involvedObject.name=csv -o custom-columns=REASON:.reason,NOTE:.note --no-headers | tee "$WORK/csv.events"
   grep -q '^Started' "$WORK/csv.events" || fail "no Started event"
   grep -q '^Succeeded' "$WORK/csv.events" || fail "no Succeeded event"
@@ -72,14 +84,16 @@ test_parquet_job_scores_every_row_once() {
   wait_final parquet 240
   phase_is parquet Succeeded || fail "parquet: $(failed_reason parquet): $(failed_message parquet)"
   echo "MEASURED parquet job of $ROWS rows (row groups of 100000), 2 pods: $((SECONDS - start)) s"
-  data check "$BUCKET" out-parquet/ "$ROWS" "$WORK/parquet.expected.jsonl"
+  local want; want="$(expected parquet)" || fail "$want"
+  data check "$BUCKET" out-parquet/ "$ROWS" "$want"
 }
 
 test_a_pod_killed_mid_shard_is_retried_and_rows_stay_unique() {
   data csv "$WORK/kill" 600000 1 >/dev/null
   data put "$BUCKET" kill/ "$WORK/kill/day-0.csv"
-  "$SERVER_BIN" predict --model builtin://iris --input "$WORK/kill/sample.csv.local" --input-format csv \
-    --output "$WORK/kill.expected.jsonl" --keep-columns id,customer
+  "$SERVER_BIN" predict --model builtin://iris --input "$WORK/kill/day-0.csv" --input-format csv \
+    --output "$WORK/kill.expected.jsonl" --keep-columns id,customer &
+  local local_predict=$!
   bpred kill "s3://$BUCKET/kill/" "s3://$BUCKET/out-kill/" "  parallelism: 2
   shards: 2"
   local pod=""
@@ -105,6 +119,7 @@ test_a_pod_killed_mid_shard_is_retried_and_rows_stay_unique() {
   again="$(k get pods -l app.kubernetes.io/instance=kill,batch.kubernetes.io/job-completion-index=1 -o name)"
   echo "shard 1 now: $again"
   if [ -z "$again" ] || [[ "$again" == *"$pod"* ]]; then fail "shard 1 was not run again by another pod"; fi
+  wait "$local_predict" || fail "local predict of the kill test's input failed"
   data check "$BUCKET" out-kill/ 600000 "$WORK/kill.expected.jsonl"
 }
 
@@ -170,6 +185,70 @@ test_cel_refuses_spec_edits_and_parallelism_below_one() {
   [[ "$out" == *"spec.parallelism"* ]] || fail "the refusal does not name spec.parallelism"
 }
 
+test_a_model_that_cannot_be_fetched_fails_with_model_fetch_failed() {
+  # No such object in the bucket: the shard's init container (modelship-server fetch) exits 12,
+  # which the Job's podFailurePolicy turns into a failure of the whole run, no retry burned.
+  k apply -f - <<EOF
+apiVersion: modelship.io/v1alpha1
+kind: BatchPrediction
+metadata: {name: nomodel}
+spec:
+  model: {uri: "s3://$BUCKET/models/no-such-model.onnx", credentialsSecretRef: {name: s3}}
+  input: {uri: "s3://$BUCKET/bad/", credentialsSecretRef: {name: s3}}
+  output: {uri: "s3://$BUCKET/out-nomodel/"}
+  shards: 1
+  maxRetriesPerShard: 3
+  server: {imagePullPolicy: Never}
+EOF
+  wait_final nomodel 90
+  [ "$(failed_reason nomodel)" = ModelFetchFailed ] || fail "reason: $(failed_reason nomodel): $(failed_message nomodel)"
+  local message; message="$(failed_message nomodel)"
+  echo "message: $message"
+  [[ "$message" == *no-such-model* || "$message" == *404* || "$message" == *"not found"* ]] \
+    || fail "the message does not say what was not found"
+  local pods; pods="$(shard_pods nomodel | wc -l)"
+  [ "$pods" -le 1 ] || fail "$pods pods for 1 shard: the fetch failure was retried"
+}
+
+test_a_model_deployment_ref_waits_for_it_then_uses_its_model() {
+  k apply -f - <<EOF
+apiVersion: modelship.io/v1alpha1
+kind: BatchPrediction
+metadata: {name: byref}
+spec:
+  modelDeploymentRef: {name: iris-for-batch}
+  input: {uri: "s3://$BUCKET/bad/", credentialsSecretRef: {name: s3}}
+  output: {uri: "s3://$BUCKET/out-byref/"}
+  shards: 1
+  badRows: skip
+  server: {imagePullPolicy: Never}
+EOF
+  # The ModelDeployment does not exist yet: Pending, and the status says what it waits for.
+  local reason=""
+  for _ in $(seq 1 30); do
+    reason="$(field byref '{.status.conditions[?(@.type=="Complete")].reason}')"
+    [ "$reason" = ModelDeploymentNotFound ] && break
+    sleep 1
+  done
+  [ "$reason" = ModelDeploymentNotFound ] || fail "Complete reason '$reason', not ModelDeploymentNotFound"
+  phase_is byref Pending || fail "phase $(field byref '{.status.phase}')"
+  echo "waiting: $(field byref '{.status.conditions[?(@.type=="Complete")].message}')"
+  [ -z "$(k get job byref --ignore-not-found -o name)" ] || fail "a Job started without its model"
+  k apply -f - <<EOF
+apiVersion: modelship.io/v1alpha1
+kind: ModelDeployment
+metadata: {name: iris-for-batch}
+spec:
+  model: {uri: builtin://iris}
+  replicas: 0
+EOF
+  wait_final byref 90
+  phase_is byref Succeeded || fail "byref: $(failed_reason byref): $(failed_message byref)"
+  [ "$(field byref '{.status.model.uri}')" = builtin://iris ] || fail "status.model: $(field byref '{.status.model}')"
+  [ "$(field byref '{.status.rows.scored}')" = 2 ] || fail "rows: $(field byref '{.status.rows}')"
+  k delete mdep iris-for-batch --wait=false >/dev/null
+}
+
 test_pvc_input_through_a_host_path_volume() {
   local dir="$WORK/pv"
   mkdir -p "$dir/day"
@@ -210,6 +289,8 @@ run_test a_corrupt_row_is_skipped_counted_and_listed test_a_corrupt_row_is_skipp
 run_test an_output_with_another_runs_parts_is_refused test_an_output_with_another_runs_parts_is_refused
 run_test cel_refuses_spec_edits_and_parallelism_below_one test_cel_refuses_spec_edits_and_parallelism_below_one
 run_test pvc_input_through_a_host_path_volume test_pvc_input_through_a_host_path_volume
+run_test a_model_that_cannot_be_fetched_fails_with_model_fetch_failed test_a_model_that_cannot_be_fetched_fails_with_model_fetch_failed
+run_test a_model_deployment_ref_waits_for_it_then_uses_its_model test_a_model_deployment_ref_waits_for_it_then_uses_its_model
 run_test deleting_a_running_batch_prediction_removes_its_pods test_deleting_a_running_batch_prediction_removes_its_pods
 run_test a_pod_killed_mid_shard_is_retried_and_rows_stay_unique test_a_pod_killed_mid_shard_is_retried_and_rows_stay_unique
 run_test csv_job_scores_every_row_once test_csv_job_scores_every_row_once

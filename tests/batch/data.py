@@ -5,9 +5,9 @@ cluster's S3 server (versitygw) from the host with boto3, and the results read b
     data.py parquet FILE ROWS ROW_GROUP     one Parquet file, row groups of ROW_GROUP rows
     data.py put BUCKET PREFIX PATH...       upload files (into a bucket made when missing)
     data.py put-text BUCKET KEY TEXT        one small object
-    data.py check BUCKET PREFIX ROWS LOCAL  every id 0..ROWS-1 exactly once in the parts; the
-                                            rows of LOCAL (local predict of every 97th row,
-                                            written beside the data) equal to theirs
+    data.py check BUCKET PREFIX ROWS LOCAL  every id 0..ROWS-1 exactly once in the parts, and
+                                            every row equal to its row in LOCAL (local
+                                            `modelship-server predict` of the whole input)
     data.py ids BUCKET PREFIX               print how many rows and distinct ids the parts hold
     data.py get BUCKET KEY                  print an object
     data.py skipped BUCKET PREFIX           the manifest's skipped total and FILE:LINEs, then the reports'
@@ -26,7 +26,6 @@ import numpy as np
 
 # The builtin iris model's feature names: with them in the header, the other columns may be kept.
 FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
-SAMPLE_EVERY = 97
 
 
 def s3():
@@ -59,10 +58,6 @@ def cmd_csv(out_dir, rows, files):
     ids = np.arange(rows)
     for i, part in enumerate(np.array_split(np.arange(rows), files)):
         write_csv(os.path.join(out_dir, f"day-{i}.csv"), ids[part], x[part])
-    # Every SAMPLE_EVERY-th row, for local predict to score (a debug build scores about 25,000
-    # rows/s: the whole input would cost the suite a minute).
-    sample = np.arange(0, rows, SAMPLE_EVERY)
-    write_csv(os.path.join(out_dir, "sample.csv.local"), ids[sample], x[sample])
 
 
 def cmd_parquet(path, rows, row_group):
@@ -72,8 +67,6 @@ def cmd_parquet(path, rows, row_group):
     rows = int(rows)
     x = features(rows, seed=11)
     ids = np.arange(rows)
-    sample = np.arange(0, rows, SAMPLE_EVERY)
-    write_csv(path + ".sample.csv.local", ids[sample], x[sample])
     table = pa.table(
         {"id": ids, "customer": [f"c{i % 1000}" for i in ids]}
         | {name: x[:, j] for j, name in enumerate(FEATURES)}
@@ -143,14 +136,14 @@ def cmd_check(bucket, prefix, rows, local):
         for line in f:
             r = json.loads(line)
             expected[int(r["id"])] = comparable(r)
-    compared = [r for r in got if int(r["id"]) in expected]
-    assert len(compared) == len(expected), f"{len(expected)} sample rows, {len(compared)} found"
+    assert len(expected) == rows, f"local predict gave {len(expected)} rows, not {rows}"
+    compared = got
     wrong = [r for r in compared if comparable(r) != expected[int(r["id"])]]
     assert not wrong, f"{len(wrong)} rows differ from local predict, e.g. {wrong[0]} vs {expected[int(wrong[0]['id'])]}"
     assert all(str(r["customer"]).startswith("c") for r in got[:1000]), "keepColumns carried"
     manifest = json.loads(client.get_object(Bucket=bucket, Key=prefix + "_manifest.json")["Body"].read())
     print("manifest:", json.dumps(manifest)[:400])
-    print(f"every id exactly once; the {len(compared)} sample rows as local predict gives them; customer kept")
+    print(f"every id exactly once; all {len(compared)} rows as local predict gives them; customer kept")
 
 
 def cmd_ids(bucket, prefix):

@@ -160,8 +160,9 @@
       "model " + meta.name + " · " + meta.platform + " · in: " + meta.inputs.map(sig).join(", ") +
       " · out: " + meta.outputs.map(sig).join(", ");
 
-    if (imageShape(meta.inputs)) {
-      buildImageForm();
+    const picture = imageInput(meta.inputs, card);
+    if (picture) {
+      buildImageForm(picture);
       status.hidden = true;
       return;
     }
@@ -434,27 +435,36 @@
   }
 
   // ---- images ------------------------------------------------------------
-  // A model whose one input is an image ([-1, 1, H, W] or [-1, H, W], floats)
-  // gets a drawing pad and an upload instead of the form. The picture is
-  // scaled to W x H by averaging blocks of pixels, read as brightness 0..1 with
-  // the ink bright (as scikit-learn's digits are; an upload that is dark on
-  // light is inverted), and sent as one row; the answer shows the most
-  // probable classes.
+  // A model whose one input is an image gets a drawing pad and an upload
+  // instead of the form: a [-1, 1, H, W] or [-1, H, W] float input, or one the
+  // card marks as an image (`image`: height, width, the values of no ink and of
+  // full ink), such as scikit-learn's digits flattened to [-1, 64] with values
+  // 0..16. The picture is scaled to W x H by averaging blocks of pixels, read
+  // as ink 0..1 (the pad draws light on dark; an upload that is dark on light
+  // is inverted), mapped to the model's values, flattened row-major and sent
+  // as one row; the answer shows the most probable classes.
 
   const PAD = 224; // the drawing pad's size in canvas pixels
   const TOP_CLASSES = 3;
 
-  function imageShape(inputs) {
+  // What to draw and send for the inputs, or null when they are not an image:
+  // { height, width, background, ink, shape } with `shape` the one row's.
+  function imageInput(inputs, card) {
     if (inputs.length !== 1 || !inputs[0].datatype.startsWith("FP")) return null;
     const s = inputs[0].shape;
-    if (s.length === 4 && s[0] === -1 && s[1] === 1 && s[2] > 0 && s[3] > 0) return { height: s[2], width: s[3] };
-    if (s.length === 3 && s[0] === -1 && s[1] > 0 && s[2] > 0) return { height: s[1], width: s[2] };
+    const marked = card && card.image;
+    if (marked) {
+      // The server refused the model at load unless the picture fits the input's shape.
+      return { height: marked.height, width: marked.width, background: marked.background, ink: marked.ink, shape: [1, ...s.slice(1)] };
+    }
+    const plain = (height, width) => ({ height, width, background: 0, ink: 1, shape: [1, ...s.slice(1)] });
+    if (s.length === 4 && s[0] === -1 && s[1] === 1 && s[2] > 0 && s[3] > 0) return plain(s[2], s[3]);
+    if (s.length === 3 && s[0] === -1 && s[1] > 0 && s[2] > 0) return plain(s[1], s[2]);
     return null;
   }
 
-  function buildImageForm() {
+  function buildImageForm(size) {
     input = meta.inputs[0];
-    const size = imageShape(meta.inputs);
     const pad = $("pad");
     pad.width = PAD;
     pad.height = PAD;
@@ -467,7 +477,11 @@
     clear();
     $("image-help").textContent =
       "Draw with the mouse or a finger, or upload a picture; it is scaled to " + size.width + " × " + size.height +
-      " pixels, light ink on a dark ground.";
+      " pixels, light ink on a dark ground" +
+      (size.background === 0 && size.ink === 1
+        ? "."
+        : "; the model reads each pixel as a number from " + formatNumber(size.background) + " (no ink) to " +
+          formatNumber(size.ink) + " (full ink).");
     let drawing = false;
     const point = (e) => {
       const r = pad.getBoundingClientRect();
@@ -545,7 +559,8 @@
     return (0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2]) / 255;
   }
 
-  // The pad as height × width values 0..1: the mean brightness of each block.
+  // The pad as height × width values, row by row: the mean brightness (0..1) of
+  // each block, mapped to the model's range from no ink to full ink.
   function padValues(ctx, size) {
     const d = ctx.getImageData(0, 0, PAD, PAD).data;
     const values = [];
@@ -557,7 +572,8 @@
         const x1 = Math.max(x0 + 1, Math.floor(((c + 1) * PAD) / size.width));
         let sum = 0;
         for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) sum += brightness(d, (y * PAD + x) * 4);
-        values.push(sum / ((y1 - y0) * (x1 - x0)));
+        const ink = sum / ((y1 - y0) * (x1 - x0));
+        values.push(size.background + (size.ink - size.background) * ink);
       }
     }
     return values;
@@ -568,8 +584,7 @@
     const button = $("predict-image");
     button.disabled = true;
     try {
-      const shape = input.shape.length === 4 ? [1, 1, size.height, size.width] : [1, size.height, size.width];
-      const body = { inputs: [{ name: input.name, shape, datatype: input.datatype, data: padValues(ctx, size) }] };
+      const body = { inputs: [{ name: input.name, shape: size.shape, datatype: input.datatype, data: padValues(ctx, size) }] };
       const answer = await call(modelPath + "/infer", {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json" },

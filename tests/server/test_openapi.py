@@ -61,6 +61,16 @@ def test_document_covers_every_route_with_error_bodies(server):
     assert doc["components"]["schemas"]["ErrorBody"]["required"] == ["error"]
 
 
+def test_the_card_schema_documents_the_image_field(server):
+    schemas = fetch_document(server)["components"]["schemas"]
+    image = schemas["CardResponse"]["properties"]["image"]
+    assert {"$ref": "#/components/schemas/ImageInput"} in [
+        {k: v for k, v in alt.items() if k == "$ref"} for alt in image.get("oneOf", [image])
+    ]
+    assert set(schemas["ImageInput"]["required"]) == {"height", "width"}
+    assert {"background", "ink"} <= set(schemas["ImageInput"]["properties"])
+
+
 def test_documented_example_round_trips(server):
     """A request built from the document's schema names is what the server accepts."""
     doc = fetch_document(server)

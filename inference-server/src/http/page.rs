@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::error::{ApiError, ModelErrors};
 use super::shared::{Authorized, find_model};
+use crate::model::ImageInput;
 use crate::state::{AppState, ModelState};
 
 const INDEX_HTML: &str = include_str!("../../assets/index.html");
@@ -46,6 +47,9 @@ pub struct CardResponse {
     pub class_labels: Vec<String>,
     /// A row to pre-fill the form with.
     pub example: Vec<f64>,
+    /// Present when the one input is a greyscale picture (the page then
+    /// offers a drawing pad): its size and the values of no ink and full ink.
+    pub image: Option<ImageInput>,
 }
 
 /// The list of served models.
@@ -126,7 +130,8 @@ pub async fn model_page(State(state): State<Arc<AppState>>, Path(name): Path<Str
     )
 }
 
-/// The model card: feature names, class labels and an example row.
+/// The model card: feature names, class labels, an example row and, for an
+/// image model, the picture's size and value range.
 #[utoipa::path(
     get,
     path = "/models/{name}/card",
@@ -151,6 +156,7 @@ pub async fn model_card(
         feature_names: card.feature_names,
         class_labels: card.class_labels,
         example: card.example,
+        image: card.image,
     }))
 }
 

@@ -126,6 +126,8 @@ pub enum LoadError {
     UnsupportedOperator { op: String },
     #[error("ONNX Runtime is not available: {0}")]
     OrtUnavailable(String),
+    #[error("the model card does not fit the model: {0}")]
+    Card(String),
     #[error("{runtime} failed to load the model: {message}")]
     Runtime {
         runtime: &'static str,
@@ -133,13 +135,19 @@ pub enum LoadError {
     },
 }
 
-/// Loads `artifact` with the runtime chosen by `opts`, then refuses a
+/// Loads `artifact` with the runtime chosen by `opts`, then refuses a card
+/// that does not fit the model's inputs ([`ModelCard::check`]) and a
 /// classifier whose label is not its most probable class ([`check`]).
+///
+/// [`ModelCard::check`]: crate::model::ModelCard::check
 pub fn load(
     artifact: &ModelArtifact,
     opts: &RuntimeOptions,
 ) -> Result<Arc<dyn Backend>, LoadError> {
     let backend = load_runtime(artifact, opts)?;
+    if let Some(card) = &artifact.card {
+        card.check(backend.signature()).map_err(LoadError::Card)?;
+    }
     check::label_is_most_probable(backend.as_ref(), artifact)?;
     Ok(backend)
 }

@@ -220,10 +220,7 @@ impl RunArgs {
         EndpointConfig {
             addr: self.metrics_addr,
             secure: self.metrics_secure,
-            cert_dir: self
-                .metrics_cert_dir
-                .clone()
-                .filter(|d| !d.as_os_str().is_empty()),
+            cert_dir: self.metrics_cert_dir.clone(),
             cert_names: self
                 .metrics_cert_sans
                 .iter()
@@ -283,14 +280,15 @@ mod tests {
         assert!(secure.secure);
         assert_eq!(secure.cert_dir, Some(PathBuf::from("/certs")));
         assert_eq!(secure.cert_names, ["m.ns.svc", "m.ns.svc.cluster.local"]);
-        // An empty directory value (a chart value left blank) means self-signed.
-        let cli = Cli::try_parse_from([
-            "modelship-operator",
-            "--metrics-secure",
-            "--metrics-cert-dir=",
-        ])
-        .unwrap();
-        assert_eq!(cli.run.metrics_endpoint().cert_dir, None);
+        // An empty directory is refused (the chart leaves the flag out instead).
+        assert!(
+            Cli::try_parse_from([
+                "modelship-operator",
+                "--metrics-secure",
+                "--metrics-cert-dir="
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -67,6 +67,18 @@ pub(super) fn accepted(r: &mock_api::Received) -> (StatusCode, Value) {
     (StatusCode::OK, route)
 }
 
+/// The applies of the primary's and the canary's Deployment and Service, answered as sent.
+async fn apply_primary_and_canary(api: &mut mock_api::ApiServer) {
+    for path in [
+        format!("{DEPLOYMENTS}/iris"),
+        format!("{SERVICES}/iris"),
+        format!("{DEPLOYMENTS}/iris-canary"),
+        format!("{SERVICES}/iris-canary"),
+    ] {
+        api.expect(Method::PATCH, &path, echo).await;
+    }
+}
+
 /// Caches holding `ready` Ready pods of the canary of `iris`.
 pub(super) fn canary_pods(ready: usize) -> Caches {
     let (reader, mut writer) = reflector::store();
@@ -180,14 +192,7 @@ async fn a_canary_without_ready_pods_gets_no_traffic_and_the_status_says_why() {
     let result = run_with(md, canary_pods(0), gateway_mode(), |mut api| async move {
         api.expect(Method::GET, DISCOVERY, gateway_api_installed)
             .await;
-        for path in [
-            format!("{DEPLOYMENTS}/iris"),
-            format!("{SERVICES}/iris"),
-            format!("{DEPLOYMENTS}/iris-canary"),
-            format!("{SERVICES}/iris-canary"),
-        ] {
-            api.expect(Method::PATCH, &path, echo).await;
-        }
+        apply_primary_and_canary(&mut api).await;
         let route = api
             .expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), accepted)
             .await;
@@ -325,14 +330,7 @@ async fn without_the_gateway_api_the_rest_is_applied_and_expose_is_unavailable()
             mock_api::status(StatusCode::NOT_FOUND)
         })
         .await;
-        for path in [
-            format!("{DEPLOYMENTS}/iris"),
-            format!("{SERVICES}/iris"),
-            format!("{DEPLOYMENTS}/iris-canary"),
-            format!("{SERVICES}/iris-canary"),
-        ] {
-            api.expect(Method::PATCH, &path, echo).await;
-        }
+        apply_primary_and_canary(&mut api).await;
         // No route is applied; one Event says why (the canary's condition repeats it).
         let event = api.expect(Method::POST, EVENTS, echo).await;
         assert_eq!(
@@ -441,14 +439,7 @@ async fn exposed_with(
     let result = run_with(md, canary_pods(1), gateway_mode(), |mut api| async move {
         api.expect(Method::GET, DISCOVERY, gateway_api_installed)
             .await;
-        for path in [
-            format!("{DEPLOYMENTS}/iris"),
-            format!("{SERVICES}/iris"),
-            format!("{DEPLOYMENTS}/iris-canary"),
-            format!("{SERVICES}/iris-canary"),
-        ] {
-            api.expect(Method::PATCH, &path, echo).await;
-        }
+        apply_primary_and_canary(&mut api).await;
         api.expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), reply)
             .await;
         if let Some(reason) = warning {

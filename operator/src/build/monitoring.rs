@@ -21,6 +21,8 @@ pub const PAYLOAD_LOG_ENV: &str = "MODELSHIP_PAYLOAD_LOG";
 pub const PAYLOAD_LOG_MODE_ENV: &str = "MODELSHIP_PAYLOAD_LOG_MODE";
 /// `--payload-log-sample-rate`.
 pub const PAYLOAD_LOG_SAMPLE_RATE_ENV: &str = "MODELSHIP_PAYLOAD_LOG_SAMPLE_RATE";
+/// `--payload-log-http-batch`.
+pub const PAYLOAD_LOG_HTTP_BATCH_ENV: &str = "MODELSHIP_PAYLOAD_LOG_HTTP_BATCH";
 /// `--feedback-window`.
 pub const FEEDBACK_WINDOW_ENV: &str = "MODELSHIP_FEEDBACK_WINDOW";
 /// `--prometheus-url`.
@@ -53,6 +55,9 @@ pub(super) fn add_monitoring(v: &Validated, server: &mut Container) {
             PAYLOAD_LOG_SAMPLE_RATE_ENV,
             &log.sample_rate.to_string(),
         ));
+        if let Some(n) = log.http_batch {
+            vars.push(plain(PAYLOAD_LOG_HTTP_BATCH_ENV, &n.to_string()));
+        }
     }
     if let Some(window) = monitoring.and_then(|m| m.feedback_window.as_ref()) {
         vars.push(plain(FEEDBACK_WINDOW_ENV, window));
@@ -143,6 +148,7 @@ mod tests {
             PAYLOAD_LOG_ENV,
             PAYLOAD_LOG_MODE_ENV,
             PAYLOAD_LOG_SAMPLE_RATE_ENV,
+            PAYLOAD_LOG_HTTP_BATCH_ENV,
             FEEDBACK_WINDOW_ENV,
             PROMETHEUS_URL_ENV,
         ] {
@@ -153,7 +159,7 @@ mod tests {
     #[test]
     fn the_spec_becomes_the_servers_variables_and_credentials_come_from_the_secret() {
         let c = server(&with_monitoring(concat!(
-            "payloadLog: {url: 's3://logs/iris', mode: response, sampleRate: 0.1,\n",
+            "payloadLog: {url: 's3://logs/iris', mode: response, sampleRate: 0.1, httpBatch: 1,\n",
             "  credentialsSecretRef: {name: log-creds}}\n",
             "feedback: {window: 30m}\n",
             "prometheusURL: http://prometheus.monitoring.svc:9090\n",
@@ -162,6 +168,7 @@ mod tests {
         assert_eq!(env[PAYLOAD_LOG_ENV].as_deref(), Some("s3://logs/iris"));
         assert_eq!(env[PAYLOAD_LOG_MODE_ENV].as_deref(), Some("response"));
         assert_eq!(env[PAYLOAD_LOG_SAMPLE_RATE_ENV].as_deref(), Some("0.1"));
+        assert_eq!(env[PAYLOAD_LOG_HTTP_BATCH_ENV].as_deref(), Some("1"));
         assert_eq!(env[FEEDBACK_WINDOW_ENV].as_deref(), Some("30m"));
         assert_eq!(
             env[PROMETHEUS_URL_ENV].as_deref(),
@@ -190,6 +197,10 @@ mod tests {
         assert_eq!(rates.len(), 1);
         assert_eq!(rates[0].value.as_deref(), Some("0.5"));
         assert_eq!(values(&c)[PAYLOAD_LOG_MODE_ENV].as_deref(), Some("all"));
+        assert!(
+            !values(&c).contains_key(PAYLOAD_LOG_HTTP_BATCH_ENV),
+            "no httpBatch: the server's default"
+        );
         assert!(c.env_from.is_none());
     }
 }

@@ -67,6 +67,17 @@ pub struct PayloadLogSpec {
     )]
     pub sample_rate: Option<f64>,
 
+    /// An HTTP sink's events per POST at most, from 1 to 10000 (default: the server's, 100).
+    /// Above 1 the server sends CloudEvents' batched mode (a JSON array of structured events,
+    /// `application/cloudevents-batch+json`); 1 sends each event alone in binary mode, which
+    /// is what Knative Eventing's Broker and KafkaSink take: set 1 for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = kube::core::Rule::new("self >= 1 && self <= 10000")
+            .message("spec.monitoring.payloadLog.httpBatch must be between 1 and 10000")
+    )]
+    pub http_batch: Option<u32>,
+
     /// Secret whose keys become environment variables of the server container: for an S3
     /// sink `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

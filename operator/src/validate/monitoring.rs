@@ -40,6 +40,8 @@ pub struct PayloadLog {
     pub mode: PayloadLogMode,
     /// 0 to 1.
     pub sample_rate: f64,
+    /// 1 to 10000; `None` leaves the server's default.
+    pub http_batch: Option<u32>,
     /// Secret whose keys the server container gets as environment variables.
     pub credentials_secret: Option<String>,
 }
@@ -105,10 +107,19 @@ fn payload_log(spec: &PayloadLogSpec, rules: &mut Rules) -> PayloadLog {
             format!("must be between 0 and 1 (is {sample_rate})"),
         );
     }
+    if let Some(n) = spec.http_batch
+        && !(1..=10_000).contains(&n)
+    {
+        rules.fail(
+            "spec.monitoring.payloadLog.httpBatch",
+            format!("must be between 1 and 10000 (is {n})"),
+        );
+    }
     PayloadLog {
         url: url.clone(),
         mode: spec.mode.unwrap_or_default(),
         sample_rate,
+        http_batch: spec.http_batch,
         credentials_secret: spec.credentials_secret_ref.as_ref().map(|s| s.name.clone()),
     }
 }
@@ -185,13 +196,14 @@ mod tests {
         let log = m.payload_log.unwrap();
         assert_eq!(log.mode, PayloadLogMode::All);
         assert_eq!(log.sample_rate, 1.0);
+        assert_eq!(log.http_batch, None, "the server's default");
         assert_eq!((m.feedback_window, m.prometheus_url), (None, None));
     }
 
     #[test]
     fn every_setting_is_kept() {
         let m = check(concat!(
-            "    payloadLog: {url: 's3://logs.bucket/iris/', mode: response, sampleRate: 0.25,\n",
+            "    payloadLog: {url: 's3://logs.bucket/iris/', mode: response, sampleRate: 0.25, httpBatch: 1,\n",
             "      credentialsSecretRef: {name: s3-creds}}\n",
             "    feedback: {window: 2h}\n",
             "    prometheusURL: http://prometheus.monitoring.svc:9090\n",
@@ -202,6 +214,7 @@ mod tests {
         assert_eq!(log.url, "s3://logs.bucket/iris/");
         assert_eq!(log.mode, PayloadLogMode::Response);
         assert_eq!(log.sample_rate, 0.25);
+        assert_eq!(log.http_batch, Some(1));
         assert_eq!(log.credentials_secret.as_deref(), Some("s3-creds"));
         assert_eq!(m.feedback_window.as_deref(), Some("2h"));
         assert_eq!(
@@ -222,6 +235,16 @@ mod tests {
                 "    payloadLog: {url: 'http://x/', sampleRate: -0.1}\n",
                 "spec.monitoring.payloadLog.sampleRate",
                 "between 0 and 1",
+            ),
+            (
+                "    payloadLog: {url: 'http://x/', httpBatch: 0}\n",
+                "spec.monitoring.payloadLog.httpBatch",
+                "between 1 and 10000",
+            ),
+            (
+                "    payloadLog: {url: 'http://x/', httpBatch: 10001}\n",
+                "spec.monitoring.payloadLog.httpBatch",
+                "between 1 and 10000",
             ),
             (
                 "    payloadLog: {url: 'ftp://x/'}\n",

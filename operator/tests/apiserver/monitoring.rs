@@ -26,6 +26,10 @@ async fn monitoring_rules_are_enforced_by_the_api_server() {
             "spec.monitoring.payloadLog.sampleRate must be between 0 and 1",
         ),
         (
+            with(json!({"payloadLog": {"url": "http://r/", "httpBatch": 0}})),
+            "spec.monitoring.payloadLog.httpBatch must be between 1 and 10000",
+        ),
+        (
             with(json!({"payloadLog": {"url": "ftp://r/events"}})),
             "spec.monitoring.payloadLog.url must be http://HOST/...",
         ),
@@ -65,7 +69,7 @@ async fn monitoring_rules_are_enforced_by_the_api_server() {
     }
     let full = json!({
         "payloadLog": {"url": "s3://logs.example/iris", "mode": "response", "sampleRate": 0.25,
-                       "credentialsSecretRef": {"name": "s3-creds"}},
+                       "httpBatch": 1, "credentialsSecretRef": {"name": "s3-creds"}},
         "feedback": {"window": "24h"},
         "prometheusURL": "http://prometheus.monitoring.svc:9090"
     });

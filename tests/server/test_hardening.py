@@ -154,6 +154,34 @@ def test_a_body_shorter_than_its_content_length_gets_408_at_the_body_timeout(har
     answers_promptly(hardened)
 
 
+def test_a_body_trickled_in_is_cut_at_the_body_timeout_in_all(hardened):
+    """A byte every 0.2 s never leaves the body idle for long, but the whole body must arrive
+    within --body-timeout of the headers (the limit is total, not between chunks)."""
+    sock = connect(hardened)
+    try:
+        sock.sendall(
+            b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n"
+        )
+        started = time.monotonic()
+        sock.settimeout(0.2)
+        answered = b""
+        while time.monotonic() - started < BODY_TIMEOUT + SLACK and not answered:
+            try:
+                sock.sendall(b" ")
+                answered = sock.recv(65536)
+            except socket.timeout:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        took = time.monotonic() - started
+        assert answered.startswith(b"HTTP/1.1 408"), answered[:200]
+        assert BODY_TIMEOUT - 0.5 <= took < BODY_TIMEOUT + SLACK, took
+    finally:
+        sock.close()
+    answers_promptly(hardened)
+
+
 @pytest.mark.parametrize("path_bytes", [16 * 1024, 200 * 1024, 2 * 1024 * 1024])
 def test_huge_urls_are_refused_and_the_server_goes_on(hardened, path_bytes):
     sock = connect(hardened)

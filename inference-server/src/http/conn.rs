@@ -15,7 +15,7 @@
 //!   are accepted and closed at once, so the listen backlog does not fill
 //!   with connections nobody serves and the open file descriptors stay bounded.
 //!
-//! The body's own deadline (408) is the router's (`RequestBodyTimeoutLayer`).
+//! The body's own deadline (408) is the router's (`RequestBodyDeadlineLayer`: the whole body within `--body-timeout` of the headers).
 //!
 //! An HTTP/1.1 answer sent before its request's body was read whole (a 404
 //! for an unknown model is sent before the body) says `connection: close`:

@@ -33,7 +33,7 @@ use axum::http::HeaderValue;
 use axum::routing::get;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
@@ -52,7 +52,7 @@ pub fn router(state: Arc<AppState>, body_timeout: Duration) -> Router {
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
         .with_state(state)
-        .layer(RequestBodyTimeoutLayer::new(body_timeout));
+        .layer(RequestBodyDeadlineLayer::new(body_timeout));
     with_variant(with_request_id(routes), &variant)
 }
 

@@ -137,36 +137,45 @@ impl Event {
         }
     }
 
-    pub fn ce_type(&self) -> String {
-        format!("{TYPE_PREFIX}.{}", self.kind.label())
+    /// `org.kubeflow.serving.inference.<kind>`.
+    pub fn ce_type(&self) -> &'static str {
+        match self.kind {
+            Kind::Request => "org.kubeflow.serving.inference.request",
+            Kind::Response => "org.kubeflow.serving.inference.response",
+            Kind::Feedback => "org.kubeflow.serving.inference.feedback",
+        }
     }
 
-    fn time(&self) -> String {
-        humantime::format_rfc3339_millis(self.time).to_string()
-    }
-
-    /// The attributes other than `data`, as (name, value): `specversion`,
-    /// `id`, `source`, `type`, `time` and the extensions.
-    pub fn attributes(&self, truncated: bool) -> Vec<(&'static str, String)> {
-        let mut a = vec![
-            ("specversion", "1.0".to_string()),
-            ("id", self.ce_id.clone()),
-            ("source", self.ctx.source.clone()),
-            ("type", self.ce_type()),
-            ("time", self.time()),
-            ("model", self.ctx.model.clone()),
-            ("namespace", self.ctx.namespace.clone()),
-            ("variant", self.ctx.variant.clone()),
-        ];
+    /// Calls `f` with each attribute other than `data` and `time` (which
+    /// differs in form between the modes), borrowed: `specversion`, `id`,
+    /// `source`, `type` and the extensions.
+    fn each_attribute(&self, truncated: bool, mut f: impl FnMut(&'static str, &str)) {
+        f("specversion", "1.0");
+        f("id", &self.ce_id);
+        f("source", &self.ctx.source);
+        f("type", self.ce_type());
+        f("model", &self.ctx.model);
+        f("namespace", &self.ctx.namespace);
+        f("variant", &self.ctx.variant);
         if let Some(id) = &self.inference_id {
-            a.push(("inferenceid", id.clone()));
+            f("inferenceid", id);
         }
         if let Some(v) = &self.ctx.version {
-            a.push(("modelversion", v.clone()));
+            f("modelversion", v);
         }
         if truncated {
-            a.push(("truncated", "true".to_string()));
+            f("truncated", "true");
         }
+    }
+
+    /// The attributes other than `data`, as (name, value), `time` included.
+    pub fn attributes(&self, truncated: bool) -> Vec<(&'static str, String)> {
+        let mut a = Vec::with_capacity(11);
+        self.each_attribute(truncated, |k, v| a.push((k, v.to_string())));
+        a.push((
+            "time",
+            humantime::format_rfc3339_millis(self.time).to_string(),
+        ));
         a
     }
 
@@ -189,13 +198,21 @@ impl Event {
     /// Appends [`Event::structured`] to `out`: the attributes, then
     /// `datacontenttype` and `data` (the rendered JSON as it is, not parsed again).
     pub fn write_structured(&self, rendered: &Rendered, out: &mut Vec<u8>) {
+        use std::io::Write;
         out.push(b'{');
-        for (k, v) in self.attributes(rendered.truncated) {
+        self.each_attribute(rendered.truncated, |k, v| {
             serde_json::to_writer(&mut *out, k).expect("a string serializes");
             out.push(b':');
-            serde_json::to_writer(&mut *out, &v).expect("a string serializes");
+            serde_json::to_writer(&mut *out, v).expect("a string serializes");
             out.push(b',');
-        }
+        });
+        // An RFC 3339 time needs no JSON escaping.
+        write!(
+            out,
+            r#""time":"{}","#,
+            humantime::format_rfc3339_millis(self.time)
+        )
+        .expect("writing to a Vec");
         out.extend_from_slice(br#""datacontenttype":"application/json","data":"#);
         out.extend_from_slice(&rendered.data);
         out.push(b'}');
@@ -257,6 +274,15 @@ mod tests {
         assert_eq!(s["id"], "x.request");
         assert_eq!(s["datacontenttype"], "application/json");
         assert_eq!(s.as_object().unwrap().len(), 12, "{s}");
+    }
+
+    #[test]
+    fn each_kind_has_the_kserve_logger_type() {
+        for kind in Kind::ALL {
+            let mut e = event(Body::Json(serde_json::json!({})));
+            e.kind = kind;
+            assert_eq!(e.ce_type(), format!("{TYPE_PREFIX}.{}", kind.label()));
+        }
     }
 
     #[test]

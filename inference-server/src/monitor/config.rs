@@ -54,7 +54,7 @@ pub struct MonitorArgs {
     /// HTTP sink: events per POST at most. Above 1, CloudEvents' batched mode
     /// (a JSON array of structured events, `application/cloudevents-batch+json`);
     /// 1, one event per POST in binary mode, what Knative Eventing's Broker takes.
-    /// A batch is what is queued when a send slot is free: nothing waits to fill it.
+    /// A batch waits at most 100 ms to fill.
     #[arg(long, env = "MODELSHIP_PAYLOAD_LOG_HTTP_BATCH", default_value_t = 100,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub payload_log_http_batch: usize,

@@ -69,6 +69,17 @@ def test_unknown_model_and_version(server):
     still_serves(server)
 
 
+def test_a_wrong_method_is_a_405_with_a_json_error_and_allow(server):
+    r = requests.get(f"{server.url}/v2/models/iris/infer")
+    assert r.status_code == 405
+    assert r.headers["content-type"].startswith("application/json")
+    assert "method GET is not allowed" in r.json()["error"], r.text
+    assert "POST" in r.headers.get("allow", ""), r.headers
+    r = requests.delete(f"{server.url}/v2/models/iris")
+    assert r.status_code == 405 and "DELETE" in r.json()["error"]
+    still_serves(server)
+
+
 def test_bad_binary_header(server):
     r = requests.post(
         f"{server.url}/v2/models/iris/infer",

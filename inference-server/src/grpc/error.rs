@@ -16,6 +16,7 @@ pub fn status(e: &ApiError) -> Status {
         ApiError::BadRequest(_) => Code::InvalidArgument,
         ApiError::Unauthorized(_) => Code::Unauthenticated,
         ApiError::NotFound(_) => Code::NotFound,
+        ApiError::MethodNotAllowed(_) => Code::Unimplemented,
         ApiError::PayloadTooLarge(_) | ApiError::TooManyRequests(_) => Code::ResourceExhausted,
         ApiError::RequestTimeout(_) => Code::DeadlineExceeded,
         ApiError::Unavailable(_) => Code::Unavailable,

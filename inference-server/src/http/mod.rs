@@ -51,6 +51,7 @@ pub fn router(state: Arc<AppState>, body_timeout: Duration) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(RequestBodyDeadlineLayer::new(body_timeout));
     with_variant(with_request_id(routes), &variant)
@@ -88,4 +89,10 @@ pub fn with_request_id(routes: Router) -> Router {
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+/// A route called with a method it does not take: 405 with a JSON error (axum's own has no
+/// body); the `Allow` header names the methods it takes.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{}: method {method} is not allowed", uri.path()))
 }

@@ -28,7 +28,7 @@ import sys
 import pandas as pd
 sys.path.insert(0, {models!r})
 from generate import iris_logistic_regression
-model, _ = iris_logistic_regression()
+model = iris_logistic_regression()[0]
 src, out = sys.argv[1], sys.argv[2]
 df = pd.read_parquet(src) if src.endswith(".parquet") else pd.read_csv(src)
 x = df[{features!r}].to_numpy()

@@ -121,7 +121,7 @@ def mlserver_dir(tmp: Path, port: int) -> Path:
     import joblib
     from generate import iris_logistic_regression
 
-    model, _ = iris_logistic_regression()
+    model = iris_logistic_regression()[0]
     d = tmp / "mlserver"
     (d / "iris").mkdir(parents=True)
     joblib.dump(model, d / "iris" / "model.joblib")

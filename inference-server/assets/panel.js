@@ -132,6 +132,8 @@
   }
 
   const WORDS = { stable: "stable", watch: "watch", drifted: "drifted" };
+  // Features listed before the rest are folded into a <details>.
+  const SHOWN = 10;
 
   function drift(s) {
     const d = s.drift || {};
@@ -147,22 +149,34 @@
       text: rows.every((r) => r.psi === null)
         ? `Not enough inputs yet (${d.window_rows} rows; figures from 100).`
         : drifted.length
-          ? `Drifted: ${drifted.join(", ")}. The inputs no longer look like the training data.`
+          ? `Drifted: ${drifted.slice(0, SHOWN).join(", ")}${drifted.length > SHOWN ? ` and ${drifted.length - SHOWN} more` : ""}. The inputs no longer look like the training data.`
           : "The inputs look like the training data.",
     }));
-    const table = el("table", {}, [el("thead", {}, [el("tr", {}, [el("th", { text: "Feature" }), el("th", { text: "PSI" }), el("th", { text: "Status" })])])]);
-    const body = el("tbody");
-    for (const r of rows) {
-      const status = r.status ? WORDS[r.status] : "not enough data";
-      const tr = el("tr", { "data-feature": r.name, "data-status": r.status || "none" }, [
-        el("td", { text: r.name }),
-        el("td", { text: r.psi === null ? "–" : r.psi.toFixed(3) }),
-        el("td", { class: r.status ? "status-" + r.status : "", text: status }),
-      ]);
-      body.appendChild(tr);
+    // Many features (an image's pixels): the most drifted first, the rest folded away.
+    const many = rows.length > SHOWN + 2;
+    const ordered = many ? rows.slice().sort((a, b) => (b.psi ?? -1) - (a.psi ?? -1)) : rows;
+    const table = (part) => {
+      const t = el("table", {}, [el("thead", {}, [el("tr", {}, [el("th", { text: "Feature" }), el("th", { text: "PSI" }), el("th", { text: "Status" })])])]);
+      const body = el("tbody");
+      for (const r of part) {
+        const status = r.status ? WORDS[r.status] : "not enough data";
+        body.appendChild(el("tr", { "data-feature": r.name, "data-status": r.status || "none" }, [
+          el("td", { text: r.name }),
+          el("td", { text: r.psi === null ? "–" : r.psi.toFixed(3) }),
+          el("td", { class: r.status ? "status-" + r.status : "", text: status }),
+        ]));
+      }
+      t.appendChild(body);
+      return el("div", { class: "table-wrap" }, [t]);
+    };
+    box.appendChild(table(many ? ordered.slice(0, SHOWN) : ordered));
+    if (many) {
+      const rest = ordered.slice(SHOWN);
+      box.appendChild(el("details", { id: "monitor-drift-more" }, [
+        el("summary", { text: `${rest.length} more features, less drifted` }),
+        table(rest),
+      ]));
     }
-    table.appendChild(body);
-    box.appendChild(el("div", { class: "table-wrap" }, [table]));
     box.appendChild(el("p", {
       class: "hint",
       text: `Population stability index: below ${d.watch} stable, ${d.watch} to ${d.drifted} watch, above ${d.drifted} drifted.`,

@@ -206,3 +206,29 @@ def test_an_image_card_that_does_not_fit_the_input_is_refused(tmp_path):
     line = refusal(tmp_path / "digits.onnx", "tract")
     assert "the model card does not fit the model: card field `image`: 8 x 7 = 56 pixels" in line, line
     assert "input 'input' of shape [-1, 64]" in line, line
+
+
+def test_the_drift_panel_of_64_pixels_lists_the_most_drifted_and_folds_the_rest(browser, flat_server):  # noqa: F811
+    """An image's pixels are features too: the panel shows the 10 most drifted, most first, and
+    folds the other 55 (54 pixels and the predicted classes' row) into a <details> (it listed all
+    65 rows before)."""
+    digits = load_digits()
+    rows = digits.data[:120].astype(np.float32)
+    rows[:, 5] = 16.0  # one pixel always inked: that feature drifts
+    body = {"inputs": [{"name": "input", "shape": [len(rows), 64], "datatype": "FP32", "data": rows.ravel().tolist()}]}
+    r = requests.post(f"{flat_server.url}/v2/models/digits/infer", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    p = browser.new_page()
+    try:
+        p.goto(f"{flat_server.url}/models/digits")
+        p.wait_for_selector("#monitor-drift-more", timeout=10_000)
+        shown = p.locator("#monitor-drift > .table-wrap tbody tr")
+        assert shown.count() == 10
+        psi = [float(t) for t in shown.locator("td:nth-child(2)").all_inner_texts()]
+        assert psi == sorted(psi, reverse=True), psi
+        assert shown.first.get_attribute("data-status") == "drifted"
+        assert "55 more features" in p.inner_text("#monitor-drift-more summary")
+        assert p.locator("#monitor-drift-more tbody tr").count() == 55
+        assert not p.locator("#monitor-drift-more tbody tr").first.is_visible(), "the rest is folded"
+    finally:
+        p.close()

@@ -22,6 +22,9 @@
 #   canary_*                          the canary through the gateway (tests/e2e/canary.sh): a
 #                                     10% split over REST and gRPC, promotion under load with
 #                                     zero errors, a canary that cannot load gets 0%
+#   api_keys_through_gateway_and_rotated  API keys through the gateway (tests/e2e/auth.sh):
+#                                     401/200, then the Secret rotated under load: the new key
+#                                     in, the old out, no restart, zero failed requests
 #   rolling_update_under_load         spec.model changed to iris-rf over http while 4 clients
 #                                     send requests (a new connection each): zero non-200
 #                                     responses and zero connection errors, the new model
@@ -56,6 +59,7 @@ export MODELSHIP_CLUSTER_DIR="${MODELSHIP_CLUSTER_DIR:-$ROOT/.cluster}"
 export KUBECONFIG="$MODELSHIP_CLUSTER_DIR/kubeconfig"
 RELEASE=modelship-e2e
 RELEASE_NS=modelship-e2e
+METRICS_READER="metrics-scraper"
 NS=e2e-models
 NODE_IP=10.233.64.1
 FILE_PORT="${E2E_FILE_PORT:-18780}"
@@ -86,16 +90,34 @@ source "$ROOT/tests/e2e/public_url.sh"
 source "$ROOT/tests/e2e/grpc.sh"
 # shellcheck source=canary.sh
 source "$ROOT/tests/e2e/canary.sh"
+# shellcheck source=auth.sh
+source "$ROOT/tests/e2e/auth.sh"
 
 # skip_all REASON: the suite cannot run here; every test is reported skipped.
 skip_all() {
   local t
   for t in helm_install_operator_ready $AFTER_INSTALL; do skip_test "$t" "$1"; done
 }
-AFTER_INSTALL="iris_ready_and_predicts $PUBLIC_TESTS $GRPC_TESTS $CANARY_TESTS rolling_update_under_load autoscaling_out_and_in
+AFTER_INSTALL="iris_ready_and_predicts $PUBLIC_TESTS $GRPC_TESTS $CANARY_TESTS $AUTH_TESTS rolling_update_under_load autoscaling_out_and_in
   missing_model_is_degraded_then_fixed operator_killed_standby_takes_over public_url_through_ingress
   delete_removes_children
   uninstall_keeps_only_the_crd"
+
+# load_was_clean SUMMARY WHAT MIN: load.py's summary holds at least MIN requests, every one
+# answered 200, no connection error; prints it and a MEASURED line (non-zero exit otherwise).
+load_was_clean() {
+  python3 - "$@" <<'PY'
+import json, sys
+path, what, least = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = json.load(open(path))
+print(f"load {what}:", json.dumps(s))
+assert s["requests"] >= least, "too few requests to mean anything: %d" % s["requests"]
+assert s["status"] == {"200": s["requests"]}, "non-200 responses: %s" % s["status"]
+assert not s["errors"], "connection errors: %s" % s["errors"]
+print("MEASURED %s under load: %d requests, %d non-200, %d connection errors"
+      % (what, s["requests"], s["requests"] - s["status"].get("200", 0), sum(s["errors"].values())))
+PY
+}
 
 # wait_for SECONDS WHAT 'SHELL CODE': evaluate the code once a second (its
 # command substitutions anew each time) until it succeeds.
@@ -117,13 +139,17 @@ start_file_server() {
   wait_for 20 "the file server on $NODE_IP:$FILE_PORT" 'curl -sf -o /dev/null "http://$NODE_IP:$FILE_PORT/iris-rf.onnx"'
 }
 
+# metrics_token: a token of $METRICS_READER, bound to the chart's metrics reader
+# ClusterRole by the install's metrics.readers.
+metrics_token() { kubectl -n "$RELEASE_NS" create token "$METRICS_READER" --duration=10m; }
 # operator_metric POD NAME: the value of a metric on one operator pod (0 when absent).
 # Prints nothing when the pod does not answer, so that no check passes on a
 # pod it could not read.
 operator_metric() {
   local ip out
   ip="$(kubectl -n "$RELEASE_NS" get pod "$1" -o jsonpath='{.status.podIP}')"
-  out="$(curl -sS --fail --max-time 5 "http://$ip:8080/metrics")" || return 1
+  # The chart's secure metrics: HTTPS (self-signed) and a token of a metrics reader.
+  out="$(curl -sSk --fail --max-time 5 -H "Authorization: Bearer $(metrics_token)" "https://$ip:8080/metrics")" || return 1
   awk -v m="$2" '$1 == m {v = $2} END {print v + 0}' <<<"$out"
 }
 # operator_pid POD: the operator process of that pod, on this node.
@@ -173,7 +199,9 @@ test_helm_install_operator_ready() {
   fi
   expose_values "$WORK/values-expose.yaml"
   helm install "$RELEASE" "$ROOT/charts/modelship" -n "$RELEASE_NS" --create-namespace --wait --timeout 180s \
-    --set replicaCount="$OPERATOR_REPLICAS" -f "$WORK/values-expose.yaml"
+    --set replicaCount="$OPERATOR_REPLICAS" -f "$WORK/values-expose.yaml" \
+    --set "metrics.readers[0].name=$METRICS_READER" --set "metrics.readers[0].namespace=$RELEASE_NS"
+  kubectl -n "$RELEASE_NS" create serviceaccount "$METRICS_READER" --dry-run=client -o yaml | kubectl apply -f -
   kubectl -n "$RELEASE_NS" get pods -o wide
   kubectl -n "$RELEASE_NS" wait pod -l app.kubernetes.io/instance="$RELEASE" --for=condition=Ready --timeout=30s
   echo "MEASURED helm install --wait to operator Ready ($OPERATOR_REPLICAS replicas): $((SECONDS - t0)) s"

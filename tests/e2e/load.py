@@ -3,7 +3,7 @@
 over and over from a few threads and counts every outcome.
 
     load.py URL --seconds MAX [--threads N] [--stop-file F] [--new-connections]
-            [--summary F] [--host NAME] [--requests N]
+            [--summary F] [--host NAME] [--requests N] [--api-key KEY]
 
 Stops after MAX seconds or as soon as the stop file exists, then prints (and
 writes to --summary) a JSON summary: requests, responses by status code,
@@ -19,6 +19,7 @@ requests per second, for the autoscaling test).
 --host sends that Host header (the URL then names the gateway's address, so
 no name is looked up); --requests stops after that many requests in all. The
 summary also counts the answers by their x-modelship-variant header.
+--api-key sends `Authorization: Bearer KEY` (a ModelDeployment with spec.auth).
 """
 
 import argparse
@@ -36,11 +37,12 @@ BODY = json.dumps(
 ).encode()
 
 
-def worker(url, deadline, stop_file, new_connections, counts, lock, host=None, budget=None):
+def worker(url, deadline, stop_file, new_connections, counts, lock, host=None, budget=None, key=None):
     parts = urllib.parse.urlsplit(url)
     conn = None
     local = collections.Counter()
-    headers = {"Content-Type": "application/json", **({"Host": host} if host else {})}
+    headers = {"Content-Type": "application/json", **({"Host": host} if host else {}),
+               **({"Authorization": "Bearer " + key} if key else {})}
     while time.monotonic() < deadline and not os.path.exists(stop_file or "/nonexistent/stop"):
         if budget is not None and not budget.take():
             break
@@ -95,6 +97,7 @@ def main():
     p.add_argument("--summary")
     p.add_argument("--host", help="the Host header to send")
     p.add_argument("--requests", type=int, help="stop after this many requests in all")
+    p.add_argument("--api-key", help="sent as Authorization: Bearer KEY")
     a = p.parse_args()
     if a.seconds <= 0 or a.seconds > 600:
         p.error("--seconds must be in (0, 600]")
@@ -104,7 +107,7 @@ def main():
     budget = Budget(a.requests) if a.requests else None
     threads = [
         threading.Thread(target=worker, args=(a.url, deadline, a.stop_file, a.new_connections, counts, lock,
-                                              a.host, budget))
+                                              a.host, budget, a.api_key))
         for _ in range(a.threads)
     ]
     for t in threads:

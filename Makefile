@@ -107,13 +107,14 @@ demo-down: ## Remove everything make demo started
 	scripts/demo.sh down
 
 .PHONY: bench-server
-bench-server: ## Benchmark modelship vs MLServer and KServe, REST and gRPC (writes docs/benchmarks.md)
+bench-server: ## Benchmark modelship vs MLServer and KServe: Iris REST sweep, payload log, gRPC, compute-heavy models (writes docs/benchmarks.md)
 	bench/setup.sh
 	scripts/setup-grpc-tools.sh
 	cargo build --release --locked -p modelship-server -p modelship-operator --bins --examples
 	$(PY) bench/bench_server.py
 	$(PY) bench/bench_payload_log.py --write
 	$(PY) bench/bench_grpc.py
+	$(PY) bench/bench_heavy.py
 
 .PHONY: bench-payload-log
 bench-payload-log: ## Payload logging off / on to a live sink / on to a dead sink, same load (docs/benchmarks.md)

@@ -41,6 +41,7 @@ export KUBECONFIG="$MODELSHIP_CLUSTER_DIR/kubeconfig"
 AUDIT_LOG="$MODELSHIP_CLUSTER_DIR/logs/audit.log"
 RELEASE=modelship-faults
 RELEASE_NS=modelship-faults
+METRICS_READER="metrics-scraper"
 NS=faults-models
 NODE_IP=10.233.64.1
 FILE_PORT="${FAULTS_FILE_PORT:-18790}"
@@ -93,11 +94,15 @@ operator_pid() {
   done
   return 1
 }
+# metrics_token: a token of $METRICS_READER, bound to the chart's metrics reader
+# ClusterRole by the install's metrics.readers.
+metrics_token() { kubectl -n "$RELEASE_NS" create token "$METRICS_READER" --duration=10m; }
 # operator_metric POD NAME: a metric's value on one operator pod; fails when it does not answer.
 operator_metric() {
   local ip out
   ip="$(kubectl -n "$RELEASE_NS" get pod "$1" -o jsonpath='{.status.podIP}')"
-  out="$(curl -sS --fail --max-time 5 "http://$ip:8080/metrics")" || return 1
+  # The chart's secure metrics: HTTPS (self-signed) and a token of a metrics reader.
+  out="$(curl -sSk --fail --max-time 5 -H "Authorization: Bearer $(metrics_token)" "https://$ip:8080/metrics")" || return 1
   awk -v m="$2" '$1 == m {v = $2} END {print v + 0}' <<<"$out"
 }
 # peak_rss_mib POD: the operator's peak resident memory (VmHWM) so far.
@@ -142,7 +147,9 @@ test_operator_installed() {
       meta.helm.sh/release-name="$RELEASE" meta.helm.sh/release-namespace="$RELEASE_NS"
   fi
   helm install "$RELEASE" "$ROOT/charts/modelship" -n "$RELEASE_NS" --create-namespace --wait --timeout 180s \
-    --set replicaCount=2 --set leaderElection.leaseDurationSeconds="$LEASE_SECONDS" --set logLevel=info
+    --set replicaCount=2 --set leaderElection.leaseDurationSeconds="$LEASE_SECONDS" --set logLevel=info \
+    --set "metrics.readers[0].name=$METRICS_READER" --set "metrics.readers[0].namespace=$RELEASE_NS"
+  kubectl -n "$RELEASE_NS" create serviceaccount "$METRICS_READER" --dry-run=client -o yaml | kubectl apply -f -
   wait_for 30 "a leader" 'test -n "$(lease_holder)"'
   [ "$(operator_pods | wc -l)" = 2 ] || fail "not 2 operator pods"
   echo "leader: $(lease_holder)"

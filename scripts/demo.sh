@@ -74,8 +74,8 @@ up() {
   # (curl and browsers resolve *.localhost to loopback themselves).
   local values; values="$(mktemp)"
   [ "$gateway" = 0 ] ||
-    printf 'expose:\n  mode: gateway\n  gateway: {name: %s, namespace: %s}\n  hostTemplate: "{name}-{namespace}.localhost"\n' \
-      "$MODELSHIP_GATEWAY_NAME" "$MODELSHIP_GATEWAY_NAMESPACE" > "$values"
+    printf 'expose:\n  mode: gateway\n  gateway: {name: %s, namespace: %s}\n  hostTemplate: "{name}-{namespace}.localhost"\n  urlPort: %s\n' \
+      "$MODELSHIP_GATEWAY_NAME" "$MODELSHIP_GATEWAY_NAMESPACE" "$MODELSHIP_GATEWAY_PORT" > "$values"
   helm upgrade --install "$RELEASE" charts/modelship -n "$RELEASE_NS" --create-namespace \
     --wait --timeout 180s -f "$values"
   rm -f "$values"
@@ -114,9 +114,9 @@ up() {
     return 0
   fi
   step "the same through the public URL (the gateway on 127.0.0.1:$MODELSHIP_GATEWAY_PORT)"
-  # status.url names the Gateway's host on port 80, as a platform's would;
-  # the local listener is on its own port, so the URLs below carry it.
-  host="${public#http://}"; host="${host%%/*}"
+  # status.url carries the local listener's port (the chart's expose.urlPort);
+  # curl is told where the host is, since not every client resolves *.localhost.
+  host="${public#http://}"; host="${host%%/*}"; host="${host%%:*}"
   local_url="http://$host:$MODELSHIP_GATEWAY_PORT"
   resolve="--resolve $host:$MODELSHIP_GATEWAY_PORT:127.0.0.1"
   echo "status.url: $public"

@@ -132,7 +132,7 @@ test_missing_input_fails_at_once_with_input_not_found() {
   [ "$(failed_reason missing)" = InputNotFound ] || fail "reason: $(failed_reason missing): $(failed_message missing)"
   echo "MEASURED InputNotFound after $((SECONDS - start)) s"
   # The Events tell the story: started, the shard's failure with its cause, the run's end.
-  k get events --field-selector involvedObject.name=missing -o custom-columns=REASON:.reason,NOTE:.note \
+  k get events --field-selector involvedObject.name=missing -o custom-columns=REASON:.reason,MESSAGE:.message \
     --no-headers | tee "$WORK/missing.events"
   grep -q '^Started' "$WORK/missing.events" || fail "no Started event"
   grep -Eq '^ShardFailed +shard [0-9].*InputNotFound' "$WORK/missing.events" || fail "no ShardFailed event naming its cause"

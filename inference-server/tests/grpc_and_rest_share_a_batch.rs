@@ -16,6 +16,9 @@ use modelship_server::tensor::{DataType, ModelSignature, Tensor, TensorData, Ten
 use prost::Message;
 use tower::ServiceExt;
 
+mod common;
+use common::framed_message;
+
 /// `y = 2x`, slow enough that requests queue behind a running batch; records batch sizes.
 struct Doubler {
     signature: ModelSignature,
@@ -75,24 +78,7 @@ fn state_with(backend: Arc<Doubler>) -> Arc<AppState> {
 
 /// A unary gRPC call as it arrives over HTTP/2: the length-prefixed message.
 fn grpc_call(x: f32) -> http::Request<Body> {
-    let mut req = pb::ModelInferRequest {
-        model_name: "m".into(),
-        ..Default::default()
-    };
-    req.inputs.push(pb::model_infer_request::InferInputTensor {
-        name: "x".into(),
-        datatype: "FP32".into(),
-        shape: vec![1, 1],
-        contents: Some(pb::InferTensorContents {
-            fp32_contents: vec![x],
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    let message = req.encode_to_vec();
-    let mut framed = vec![0u8];
-    framed.extend((message.len() as u32).to_be_bytes());
-    framed.extend(message);
+    let framed = framed_message(x);
     http::Request::post("/inference.GRPCInferenceService/ModelInfer")
         .header("content-type", "application/grpc")
         .header("te", "trailers")

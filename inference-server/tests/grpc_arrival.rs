@@ -18,12 +18,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use modelship_server::auth::ApiKeys;
 use modelship_server::engine::{BatchWait, Engine, EngineConfig};
 use modelship_server::metrics::{Metrics, ModelMetrics};
-use modelship_server::protocol::grpc::pb;
 use modelship_server::runtime::{Backend, InferError};
 use modelship_server::state::{Access, AppState, HttpLimits, ModelState, ServedModel};
 use modelship_server::tensor::{DataType, ModelSignature, Tensor, TensorSpec};
-use prost::Message;
 use tower::ServiceExt;
+
+mod common;
+use common::framed_message;
 
 const PATH: &str = "/inference.GRPCInferenceService/ModelInfer";
 const KEY: &str = "s3cret-key";
@@ -92,29 +93,6 @@ fn state(batch_delay: Duration, keys: Option<&std::path::Path>) -> (Arc<AppState
     };
     state.set_model("m", ModelState::Ready(Arc::new(served)));
     (state, backend)
-}
-
-/// The length-prefixed `ModelInferRequest` of one row `x`, as it goes on the wire.
-fn framed_message(x: f32) -> Vec<u8> {
-    let mut req = pb::ModelInferRequest {
-        model_name: "m".into(),
-        ..Default::default()
-    };
-    req.inputs.push(pb::model_infer_request::InferInputTensor {
-        name: "x".into(),
-        datatype: "FP32".into(),
-        shape: vec![1, 1],
-        contents: Some(pb::InferTensorContents {
-            fp32_contents: vec![x],
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    let message = req.encode_to_vec();
-    let mut framed = vec![0u8];
-    framed.extend((message.len() as u32).to_be_bytes());
-    framed.extend(message);
-    framed
 }
 
 fn call(uri: &str, key: Option<&str>) -> http::request::Builder {

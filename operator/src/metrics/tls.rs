@@ -1,14 +1,18 @@
 //! TLS of the operator's metrics port (`--metrics-secure`).
 //!
 //! The certificate is `tls.crt` and `tls.key` (PEM) of `--metrics-cert-dir`, a mounted
-//! Secret in the chart (read once at start, not watched), or, without a directory, a
-//! self-signed one made at start for `localhost`, `127.0.0.1`, `::1`, the host (pod) name
-//! and `--metrics-cert-san` (the chart passes the metrics Service's DNS names). A scraper
-//! then skips verification, or checks against the Secret's CA.
+//! Secret in the chart, loaded at start (a bad pair stops the operator) and read again when
+//! the Secret is renewed ([`reload`]: the files' content is compared at most every
+//! [`CERT_RECHECK`], on a handshake), or, without a directory, a self-signed one made at
+//! start for `localhost`, `127.0.0.1`, `::1`, the host (pod) name and `--metrics-cert-san`
+//! (the chart passes the metrics Service's DNS names). A scraper then skips verification, or
+//! checks against the Secret's CA.
 //!
 //! [`TlsListener`] hands TLS streams to `axum::serve`: handshakes run in tasks of their own,
 //! each bounded by [`HANDSHAKE_TIMEOUT`] and at most [`MAX_HANDSHAKES`] at once, so a client
 //! that connects and says nothing holds up nobody else.
+
+mod reload;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,17 +21,21 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use rustls::ServerConfig;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+pub use reload::{ReloadingCert, read_pem_dir};
+
 /// Longest a client may take to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most handshakes under way at once; further connections wait to be accepted.
 pub const MAX_HANDSHAKES: usize = 64;
+/// Least time between two reads of `--metrics-cert-dir`'s files. The kubelet brings a
+/// renewed Secret into the pod within a minute or two, so this adds little to that.
+pub const CERT_RECHECK: Duration = Duration::from_secs(10);
 
 /// Where the certificate came from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,48 +55,45 @@ impl std::fmt::Display for CertSource {
     }
 }
 
-/// The rustls configuration of the metrics port: the certificate from `cert_dir`, else a
-/// self-signed one for the default names and `extra_names`.
+/// The rustls configuration of the metrics port: the certificate from `cert_dir` (re-read on
+/// change), else a self-signed one for the default names and `extra_names`.
 pub fn server_config(
     cert_dir: Option<&Path>,
     extra_names: &[String],
 ) -> anyhow::Result<(ServerConfig, CertSource)> {
-    let (chain, key, source) = match cert_dir {
+    server_config_rechecking(cert_dir, extra_names, CERT_RECHECK)
+}
+
+/// [`server_config`], with the files of `cert_dir` looked at again at most every `recheck`.
+pub fn server_config_rechecking(
+    cert_dir: Option<&Path>,
+    extra_names: &[String],
+    recheck: Duration,
+) -> anyhow::Result<(ServerConfig, CertSource)> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth();
+    let (mut config, source) = match cert_dir {
         Some(dir) => {
-            let (chain, key) = read_pem_dir(dir)?;
-            (chain, key, CertSource::Dir(dir.display().to_string()))
+            let resolver = ReloadingCert::load(dir, recheck, provider)?;
+            (
+                builder.with_cert_resolver(Arc::new(resolver)),
+                CertSource::Dir(dir.display().to_string()),
+            )
         }
         None => {
             let names = self_signed_names(extra_names, host_name().as_deref());
             let (chain, key) = self_signed(&names)?;
-            (chain, key, CertSource::SelfSigned { names })
+            let config = builder
+                .with_single_cert(chain, key)
+                .context("the metrics certificate and key do not fit together")?;
+            (config, CertSource::SelfSigned { names })
         }
     };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .context("the metrics certificate and key do not fit together")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((config, source))
-}
-
-/// `tls.crt` (the chain, leaf first) and `tls.key` of a `kubernetes.io/tls` Secret's files.
-pub fn read_pem_dir(
-    dir: &Path,
-) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let crt = dir.join("tls.crt");
-    let key = dir.join("tls.key");
-    let chain = CertificateDer::pem_file_iter(&crt)
-        .with_context(|| format!("cannot read {}", crt.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{} is not PEM certificates", crt.display()))?;
-    anyhow::ensure!(!chain.is_empty(), "{} holds no certificate", crt.display());
-    let key = PrivateKeyDer::from_pem_file(&key)
-        .with_context(|| format!("{} holds no PEM private key", key.display()))?;
-    Ok((chain, key))
 }
 
 /// The names of a self-signed certificate: loopback, the host name, then `extra` (blank
@@ -208,6 +213,10 @@ impl axum::serve::Listener for TlsListener {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
+    use rustls::pki_types::pem::PemObject;
+
     use super::*;
 
     #[test]
@@ -352,6 +361,92 @@ mod tests {
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let tcp = TcpStream::connect(addr).await.unwrap();
         assert!(stranger.connect(name, tcp).await.is_err());
+        server.abort();
+    }
+
+    /// Writes a certificate into `dir` as the kubelet mounts a Secret: `tls.crt` and `tls.key`
+    /// are links through `..data` into a directory of that version, and a renewal writes a new
+    /// directory and swaps `..data` in one rename.
+    fn mount_secret(dir: &Path, version: u32, crt: &str, key: &str) {
+        let data = format!("..2026_12_02_v{version}");
+        std::fs::create_dir(dir.join(&data)).unwrap();
+        std::fs::write(dir.join(&data).join("tls.crt"), crt).unwrap();
+        std::fs::write(dir.join(&data).join("tls.key"), key).unwrap();
+        std::os::unix::fs::symlink(&data, dir.join("..data_tmp")).unwrap();
+        std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+        for name in ["tls.crt", "tls.key"] {
+            if std::fs::symlink_metadata(dir.join(name)).is_err() {
+                std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+            }
+        }
+    }
+
+    /// The certificate the server presents to a client that trusts only `ca_pem`; `None` when
+    /// that client refuses it.
+    async fn served_to(ca_pem: &str, addr: SocketAddr) -> Option<Vec<u8>> {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = client_for(ca_pem).connect(name, tcp).await.ok()?;
+        Some(tls.get_ref().1.peer_certificates()?[0].to_vec())
+    }
+
+    #[tokio::test]
+    async fn a_renewed_secret_is_served_from_the_next_handshake_on() {
+        let recheck = Duration::from_millis(200);
+        let make = || rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let (first, second, third) = (make(), make(), make());
+        let dir = tempfile::tempdir().unwrap();
+        let mount = |version, crt: &rcgen::Certificate, key: &rcgen::KeyPair| {
+            mount_secret(dir.path(), version, &crt.pem(), &key.serialize_pem())
+        };
+        mount(1, &first.cert, &first.signing_key);
+        let (config, _) = server_config_rechecking(Some(dir.path()), &[], recheck).unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TlsListener::new(tcp, config).unwrap();
+        let addr = axum::serve::Listener::local_addr(&listener).unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let server = tokio::spawn(
+            axum::serve(listener, crate::metrics::router(metrics, None)).into_future(),
+        );
+        let (first_pem, second_pem, third_pem) =
+            (first.cert.pem(), second.cert.pem(), third.cert.pem());
+        assert_eq!(
+            served_to(&first_pem, addr).await,
+            Some(first.cert.der().to_vec())
+        );
+        assert_eq!(served_to(&second_pem, addr).await, None);
+
+        // Renewed: served once the recheck period has passed, the old one no longer.
+        mount(2, &second.cert, &second.signing_key);
+        let started = Instant::now();
+        while served_to(&second_pem, addr).await.is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the renewed certificate was never served"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            served_to(&second_pem, addr).await,
+            Some(second.cert.der().to_vec())
+        );
+        assert_eq!(served_to(&first_pem, addr).await, None);
+
+        // A renewal whose key is not the certificate's is not taken: the second stays...
+        mount(3, &third.cert, &second.signing_key);
+        tokio::time::sleep(recheck * 2).await;
+        assert_eq!(
+            served_to(&second_pem, addr).await,
+            Some(second.cert.der().to_vec())
+        );
+        assert_eq!(served_to(&third_pem, addr).await, None);
+        // ...until a pair that fits comes.
+        mount(4, &third.cert, &third.signing_key);
+        tokio::time::sleep(recheck * 2).await;
+        assert_eq!(
+            served_to(&third_pem, addr).await,
+            Some(third.cert.der().to_vec())
+        );
         server.abort();
     }
 }

@@ -11,19 +11,26 @@
 //! and the rate, any other status counts as an error (the first is printed
 //! on stderr). Calls still in flight at the end are dropped, not counted.
 //!
+//! `--method live` calls `ServerLive` instead (an empty message each way, no
+//! model work): against the same server it separates the cost of the
+//! transport and the middleware from that of the inference handler
+//! (`bench/grpc_cost.py`).
+//!
 //! One tokio thread by default (`--threads`), so pinned to one core with
 //! taskset it is one core's worth of load, as the benchmark's other load
 //! generators are. It prints one JSON object:
-//! `{"rps", "p50_ms", "p99_ms", "errors", "calls", "clients", "connections", "seconds"}`.
+//! `{"rps", "p50_ms", "p99_ms", "errors", "calls", "all_calls", "clients", "connections", "seconds"}`
+//! (`all_calls`: every call answered, the warm-up's too, for a server's CPU
+//! time per call over the whole run).
 //!
 //! Usage: `grpc_load [--clients N] [--connections N] [--seconds S] [--warmup S]
-//! [--threads N] [--model NAME] HOST:PORT`.
+//! [--threads N] [--model NAME] [--method infer|live] HOST:PORT`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use modelship_server::protocol::grpc::pb;
 use pb::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -52,6 +59,18 @@ struct Args {
     /// The model called.
     #[arg(long, default_value = "iris")]
     model: String,
+    /// The method called: `infer` (ModelInfer, one Iris row) or `live` (ServerLive).
+    #[arg(long, value_enum, default_value_t = Method::Infer)]
+    method: Method,
+}
+
+/// The call the workers repeat.
+#[derive(Clone, Copy, ValueEnum)]
+enum Method {
+    /// `ModelInfer` with [`request`].
+    Infer,
+    /// `ServerLive`: no model work, the transport and the middleware alone.
+    Live,
 }
 
 /// The call every worker repeats: one Iris row of four typed FP32 values,
@@ -78,6 +97,8 @@ struct Tally {
     latency_us: Histogram<u64>,
     errors: u64,
     first_error: Option<tonic::Status>,
+    /// Every call answered before the stop, the warm-up's included.
+    answered: u64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -85,8 +106,21 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
+/// One call of `method`; only its status matters to the tally.
+async fn call_once(
+    client: &mut GrpcInferenceServiceClient<Channel>,
+    method: Method,
+    call: &pb::ModelInferRequest,
+) -> Result<(), tonic::Status> {
+    match method {
+        Method::Infer => client.model_infer(call.clone()).await.map(drop),
+        Method::Live => client.server_live(pb::ServerLiveRequest {}).await.map(drop),
+    }
+}
+
 async fn worker(
     mut client: GrpcInferenceServiceClient<Channel>,
+    method: Method,
     call: pb::ModelInferRequest,
     measure_from: Instant,
     stop: Arc<AtomicBool>,
@@ -95,13 +129,15 @@ async fn worker(
         latency_us: histogram(),
         errors: 0,
         first_error: None,
+        answered: 0,
     };
     while !stop.load(Ordering::Relaxed) {
         let sent = Instant::now();
-        let result = client.model_infer(call.clone()).await;
+        let result = call_once(&mut client, method, &call).await;
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        tally.answered += 1;
         if sent < measure_from {
             continue;
         }
@@ -139,7 +175,14 @@ async fn run(args: Args) -> Result<serde_json::Value, Box<dyn std::error::Error>
     let workers: Vec<_> = (0..clients)
         .map(|i| {
             let client = GrpcInferenceServiceClient::new(channels[i % connections].clone());
-            tokio::spawn(worker(client, call.clone(), measure_from, stop.clone()))
+            let method = args.method;
+            tokio::spawn(worker(
+                client,
+                method,
+                call.clone(),
+                measure_from,
+                stop.clone(),
+            ))
         })
         .collect();
     tokio::time::sleep_until((measure_from + Duration::from_secs_f64(args.seconds)).into()).await;
@@ -149,10 +192,12 @@ async fn run(args: Args) -> Result<serde_json::Value, Box<dyn std::error::Error>
     let mut latency = histogram();
     let mut errors = 0;
     let mut first_error = None;
+    let mut answered = 0;
     for w in workers {
         let tally = w.await?;
         latency.add(&tally.latency_us)?;
         errors += tally.errors;
+        answered += tally.answered;
         if first_error.is_none() {
             first_error = tally.first_error;
         }
@@ -168,6 +213,7 @@ async fn run(args: Args) -> Result<serde_json::Value, Box<dyn std::error::Error>
         "p99_ms": ms(0.99),
         "errors": errors,
         "calls": ok + errors,
+        "all_calls": answered,
         "clients": clients,
         "connections": connections,
         "seconds": measured,

@@ -390,6 +390,13 @@ mod tests {
         Some(tls.get_ref().1.peer_certificates()?[0].to_vec())
     }
 
+    /// The certificate served at `addr` is `now_der` (trusted through `now_pem`), and a client
+    /// trusting only `not_pem` is refused.
+    async fn assert_serves(addr: SocketAddr, now_pem: &str, now_der: &[u8], not_pem: &str) {
+        assert_eq!(served_to(now_pem, addr).await, Some(now_der.to_vec()));
+        assert_eq!(served_to(not_pem, addr).await, None);
+    }
+
     #[tokio::test]
     async fn a_renewed_secret_is_served_from_the_next_handshake_on() {
         let recheck = Duration::from_millis(200);
@@ -410,11 +417,7 @@ mod tests {
         );
         let (first_pem, second_pem, third_pem) =
             (first.cert.pem(), second.cert.pem(), third.cert.pem());
-        assert_eq!(
-            served_to(&first_pem, addr).await,
-            Some(first.cert.der().to_vec())
-        );
-        assert_eq!(served_to(&second_pem, addr).await, None);
+        assert_serves(addr, &first_pem, first.cert.der(), &second_pem).await;
 
         // Renewed: served once the recheck period has passed, the old one no longer.
         mount(2, &second.cert, &second.signing_key);
@@ -426,20 +429,12 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(
-            served_to(&second_pem, addr).await,
-            Some(second.cert.der().to_vec())
-        );
-        assert_eq!(served_to(&first_pem, addr).await, None);
+        assert_serves(addr, &second_pem, second.cert.der(), &first_pem).await;
 
         // A renewal whose key is not the certificate's is not taken: the second stays...
         mount(3, &third.cert, &second.signing_key);
         tokio::time::sleep(recheck * 2).await;
-        assert_eq!(
-            served_to(&second_pem, addr).await,
-            Some(second.cert.der().to_vec())
-        );
-        assert_eq!(served_to(&third_pem, addr).await, None);
+        assert_serves(addr, &second_pem, second.cert.der(), &third_pem).await;
         // ...until a pair that fits comes.
         mount(4, &third.cert, &third.signing_key);
         tokio::time::sleep(recheck * 2).await;

@@ -10,9 +10,14 @@
 #                                 500 gRPC calls through the GRPCRoute, 10% +-3 as well
 #   canary_promoted_under_load    promotion (spec.model becomes the canary's, spec.canary
 #                                 removed) while 4 clients send requests through the public
-#                                 URL: zero non-200 and zero connection errors; afterwards
-#                                 every answer is the primary's and names version 2, the
-#                                 canary's Deployment and Service are gone
+#                                 URL: zero non-200 and zero connection errors; the steps in
+#                                 order, sampled from the API every half second: the route
+#                                 keeps the canary's 10% while the primary rolls out
+#                                 (status.canary.reason CanaryPromoting), moves it only once
+#                                 the rollout is complete, and the canary's Deployment goes
+#                                 only after the route stopped naming it; afterwards every
+#                                 answer is the primary's and names version 2, the canary's
+#                                 Deployment and Service are gone
 #   canary_that_cannot_load_gets_nothing  a canary whose model URI is a 404: CanaryReady False,
 #                                 status.canary.trafficPercent 0 with the reason
 #                                 (CanaryNotReady) and message, 200 requests all answered by
@@ -96,11 +101,62 @@ PY
     fail "the gRPC split is not 10%"
 }
 
+# sample_promotion STOP OUT: until STOP exists, a line a sample to OUT: the weights of the
+# route's catch-all rule, then the primary's rollout, then whether the canary's Deployment
+# is there, then status.canary.reason (read in this order: see check_promotion_order).
+sample_promotion() {
+  local stop="$1" out="$2" route roll canary reason
+  while [ ! -e "$stop" ]; do
+    route=$(kubectl -n "$NS" get httproute "$SPLIT" \
+      -o jsonpath='{range .spec.rules[-1:].backendRefs[*]}{.name}={.weight},{end}' 2>/dev/null || echo error)
+    roll=$(kubectl -n "$NS" get deployment "$SPLIT" -o jsonpath='{.metadata.generation} {.status.observedGeneration} {.spec.replicas} {.status.replicas} {.status.updatedReplicas} {.status.availableReplicas}' 2>/dev/null || echo error)
+    canary=$(kubectl -n "$NS" get deployment "$SPLIT-canary" -o name 2>/dev/null || echo gone)
+    reason=$(canary_status reason 2>/dev/null || echo error)
+    echo "route=$route|rollout=$roll|canary=$canary|reason=$reason" >>"$out"
+    sleep 0.5
+  done
+}
+
+# check_promotion_order SAMPLES: the promotion's steps came in order. A sample reads the
+# route before the rollout and the canary after it, so a route already moved with a rollout
+# read as incomplete, or a route still naming the canary with its Deployment read as gone,
+# is the operator's doing, not the sampler's.
+check_promotion_order() {
+  python3 - "$1" <<'PY'
+import sys
+samples = []
+for line in open(sys.argv[1]):
+    fields = dict(f.split("=", 1) for f in line.strip().split("|"))
+    if "error" in (fields["route"], fields["rollout"]):
+        continue
+    weights = {k: int(v) for k, v in (b.split("=") for b in fields["route"].strip(",").split(",") if b)}
+    numbers = [int(n) if n else 0 for n in fields["rollout"].split(" ")]
+    generation, observed, desired, replicas, updated, available = (numbers + [0] * 6)[:6]
+    complete = observed >= generation and updated == desired == replicas and available >= desired
+    samples.append((weights, complete, fields["canary"] != "gone", fields["reason"]))
+canary = "split-canary"
+held = [s for s in samples if s[0].get(canary) == 10 and not s[1]]
+moved_early = [s for s in samples if s[0].get(canary, 0) == 0 and not s[1]]
+gone_early = [s for s in samples if s[0].get(canary, 0) > 0 and not s[2]]
+promoting = [s for s in samples if s[3] == "CanaryPromoting"]
+print("promotion samples: %d; canary held at 10%% during the rollout: %d; CanaryPromoting: %d"
+      % (len(samples), len(held), len(promoting)))
+assert len(samples) >= 4, samples
+assert held, "no sample saw the canary keep its 10%% while the primary rolled out: %s" % samples
+assert promoting, "status.canary.reason was never CanaryPromoting: %s" % samples
+assert not moved_early, "the route moved off the canary before the rollout was complete: %s" % moved_early
+assert not gone_early, "the canary's Deployment went while the route named it: %s" % gone_early
+PY
+}
+
 test_canary_promoted_under_load() {
   need_gateway
-  local stop="$WORK/promote.stop" load t0
+  local stop="$WORK/promote.stop" load sampler t0
   split_load "$WORK/promote.json" --seconds 300 --threads 4 --stop-file "$stop" &
   load=$!
+  : >"$WORK/promote.samples"
+  sample_promotion "$stop" "$WORK/promote.samples" &
+  sampler=$!
   sleep 3
   t0=$SECONDS
   kubectl -n "$NS" patch mdep "$SPLIT" --type=json -p '[
@@ -120,6 +176,8 @@ test_canary_promoted_under_load() {
   sleep 3
   touch "$stop"
   wait "$load" || fail "the load generator failed"
+  wait "$sampler"
+  check_promotion_order "$WORK/promote.samples" || fail "the promotion's steps were out of order"
   load_was_clean "$WORK/promote.json" promotion 100 || fail "requests failed during the promotion"
   split_load "$WORK/promoted.json" --seconds 30 --requests 100 >/dev/null
   python3 - "$WORK/promoted.json" <<'PY' || fail "the promoted model is not the one answering"

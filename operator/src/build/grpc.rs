@@ -298,6 +298,7 @@ mod tests {
             weight: 10,
             ready: true,
             version: Some("2"),
+            promoting: false,
         };
         let route = build_grpcroute(&v, "iris.example.com", &gateway(), Some(&canary)).unwrap();
         fixtures::assert_matches(&route, "canary.grpcroute.yaml");

@@ -11,6 +11,7 @@ pub mod grpc;
 mod hpa;
 mod monitoring;
 mod pdb;
+pub mod promotion;
 pub mod route;
 mod service;
 mod spread;

@@ -37,6 +37,10 @@ pub struct CanaryBackend<'a> {
     /// Whether requests naming its version go to it: only while its pods are Ready.
     pub ready: bool,
     pub version: Option<&'a str>,
+    /// A promotion in progress (`super::promotion`): the primary rolls out the canary's
+    /// version, which its old pods do not serve, so requests naming it still go to the
+    /// canary.
+    pub promoting: bool,
 }
 
 /// Builds the `HTTPRoute` of `v`: `host` and the public paths under `path` (stripped before
@@ -80,7 +84,7 @@ pub fn build_httproute(
             ));
         }
         if let (Some(version), true) = (c.version, c.ready)
-            && v.endpoint.model_version.as_deref() != Some(version)
+            && (c.promoting || v.endpoint.model_version.as_deref() != Some(version))
         {
             let own = format!("{versions}/{version}");
             rules.push(rule(
@@ -239,6 +243,7 @@ mod tests {
             weight: 10,
             ready: true,
             version: Some("2"),
+            promoting: false,
         };
         let route = build_httproute(
             &v,
@@ -288,6 +293,7 @@ mod tests {
             weight: 0,
             ready: false,
             version: Some("2"),
+            promoting: false,
         };
         let route = build_httproute(&v, "h", "/", &gateway(), Some(&canary));
         let v2 = "/v2/models/iris/versions/2";

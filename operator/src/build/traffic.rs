@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::grpc::build_grpcroute;
+use super::promotion::Promotion;
 use super::route::{CanaryBackend, build_httproute, build_ingress, public_path};
 use super::{build_canary_deployment, build_canary_service};
 use crate::config::{ExposeConfig, ExposeMode, GatewayRef, UrlScheme};
@@ -107,6 +108,9 @@ pub enum CanaryHold {
     Unsupported,
     /// There is no public route.
     ExposeUnavailable,
+    /// `spec.canary` is gone and the primary rolls out the canary's model: the canary keeps
+    /// its share until the rollout is complete ([`super::promotion`]).
+    Promoting,
 }
 
 /// The canary's share of the traffic.
@@ -138,16 +142,21 @@ pub struct Traffic {
     pub canary: Option<CanaryChildren>,
     /// `None` without `spec.expose`.
     pub exposure: Option<Exposure>,
-    /// `None` without `spec.canary`.
+    /// `None` without `spec.canary` (and no promotion in progress).
     pub canary_traffic: Option<CanaryTraffic>,
+    /// The promotion that holds the canary's share, while the primary rolls out its model:
+    /// the canary's children are kept as they are (not applied: the spec no longer has them).
+    pub promotion: Option<Promotion>,
 }
 
-/// Plans the traffic of `v` from what discovery found and how many canary pods are Ready.
+/// Plans the traffic of `v` from what discovery found, how many canary pods are Ready and
+/// the promotion in progress, if any (which only a route with weights can hold).
 pub fn plan_traffic(
     v: &Validated,
     config: &ExposeConfig,
     found: &GatewayApi,
     canary_ready: i32,
+    promotion: Option<&Promotion>,
 ) -> Traffic {
     let Some(expose) = &v.expose else {
         return Traffic {
@@ -156,6 +165,7 @@ pub fn plan_traffic(
             canary: None,
             exposure: None,
             canary_traffic: None,
+            promotion: None,
         };
     };
     let api = expose.host.clone().and_then(|host| {
@@ -190,6 +200,7 @@ pub fn plan_traffic(
             canary: canary_children,
             canary_traffic: hold(CanaryHold::ExposeUnavailable, why.clone()),
             exposure: Some(Exposure::Unavailable(why)),
+            promotion: None,
         },
         Ok((host, RouteApi::Ingress)) => {
             let ingress = build_ingress(
@@ -215,34 +226,60 @@ pub fn plan_traffic(
                     kind: "Ingress",
                     url: public_url(scheme, config.url_port, &host, &expose.path, v),
                 }),
+                promotion: None,
             }
         }
         Ok((host, RouteApi::Gateway(gateway))) => {
-            let backend = v.canary.as_ref().map(|c| CanaryBackend {
-                service: &c.name,
-                weight: if canary_ready > 0 {
-                    c.traffic_percent
-                } else {
-                    0
-                },
-                ready: canary_ready > 0,
-                version: c.version.as_deref(),
-            });
+            let backend = match (&v.canary, promotion) {
+                (Some(c), _) => Some(CanaryBackend {
+                    service: &c.name,
+                    weight: if canary_ready > 0 {
+                        c.traffic_percent
+                    } else {
+                        0
+                    },
+                    ready: canary_ready > 0,
+                    version: c.version.as_deref(),
+                    promoting: false,
+                }),
+                (None, Some(p)) => Some(CanaryBackend {
+                    service: &p.name,
+                    weight: p.traffic_percent,
+                    ready: true,
+                    version: p.version.as_deref(),
+                    promoting: true,
+                }),
+                (None, None) => None,
+            };
             let route = build_httproute(v, &host, &expose.path, gateway, backend.as_ref());
             let grpc_route = build_grpcroute(v, &host, gateway, backend.as_ref());
-            let canary_traffic = v.canary.as_ref().map(|c| CanaryTraffic {
-                ready_replicas: canary_ready,
-                traffic_percent: backend.as_ref().map_or(0, |b| b.weight),
-                hold: (canary_ready == 0).then(|| {
-                    (
-                        CanaryHold::NotReady,
-                        format!(
-                            "no canary pod is Ready (0/{}): it gets no traffic until one is",
-                            c.replicas
-                        ),
-                    )
+            let canary_traffic = match (&v.canary, promotion) {
+                (Some(c), _) => Some(CanaryTraffic {
+                    ready_replicas: canary_ready,
+                    traffic_percent: backend.as_ref().map_or(0, |b| b.weight),
+                    hold: (canary_ready == 0).then(|| {
+                        (
+                            CanaryHold::NotReady,
+                            format!(
+                                "no canary pod is Ready (0/{}): it gets no traffic until one is",
+                                c.replicas
+                            ),
+                        )
+                    }),
                 }),
-            });
+                (None, Some(p)) => Some(CanaryTraffic {
+                    ready_replicas: canary_ready,
+                    traffic_percent: p.traffic_percent,
+                    hold: Some((
+                        CanaryHold::Promoting,
+                        format!(
+                            "promoted: the primary rolls out the canary's model; the canary keeps {}% of the public traffic until every primary pod runs it, then the route moves it all to the primary and the canary is removed",
+                            p.traffic_percent
+                        ),
+                    )),
+                }),
+                (None, None) => None,
+            };
             Traffic {
                 route: Some(Route::HTTPRoute(Box::new(route))),
                 grpc_route,
@@ -252,6 +289,7 @@ pub fn plan_traffic(
                     kind: "HTTPRoute",
                     url: public_url(config.scheme, config.url_port, &host, &expose.path, v),
                 }),
+                promotion: promotion.filter(|_| v.canary.is_none()).cloned(),
             }
         }
     }
@@ -325,7 +363,7 @@ mod tests {
     #[test]
     fn no_expose_means_no_route_and_no_canary() {
         let v = fixtures::validated("iris.yaml");
-        let traffic = plan_traffic(&v, &gateway_config(), &GatewayApi::Installed, 0);
+        let traffic = plan_traffic(&v, &gateway_config(), &GatewayApi::Installed, 0, None);
         assert_eq!(
             (traffic.route, traffic.exposure, traffic.canary),
             (None, None, None)
@@ -335,7 +373,7 @@ mod tests {
     #[test]
     fn a_ready_canary_gets_its_percent_and_an_unready_one_none_with_the_reason() {
         let v = fixtures::validated("canary.yaml");
-        let ready = plan_traffic(&v, &gateway_config(), &GatewayApi::Installed, 1);
+        let ready = plan_traffic(&v, &gateway_config(), &GatewayApi::Installed, 1, None);
         assert_eq!(weights(&ready), [Some(90), Some(10)]);
         assert_eq!(grpc_weights(&ready), [Some(90), Some(10)]);
         let canary = ready.canary_traffic.unwrap();
@@ -349,7 +387,7 @@ mod tests {
         );
         assert!(ready.canary.is_some());
 
-        let unready = plan_traffic(&v, &gateway_config(), &GatewayApi::Installed, 0);
+        let unready = plan_traffic(&v, &gateway_config(), &GatewayApi::Installed, 0, None);
         assert_eq!(weights(&unready), [Some(100), Some(0)]);
         assert_eq!(grpc_weights(&unready), [Some(100), Some(0)]);
         let canary = unready.canary_traffic.unwrap();
@@ -360,7 +398,7 @@ mod tests {
     #[test]
     fn a_missing_gateway_api_leaves_no_route_but_keeps_the_canary() {
         let v = fixtures::validated("canary.yaml");
-        let traffic = plan_traffic(&v, &gateway_config(), &GatewayApi::Missing, 1);
+        let traffic = plan_traffic(&v, &gateway_config(), &GatewayApi::Missing, 1, None);
         assert_eq!(traffic.route, None);
         assert_eq!(traffic.grpc_route, None);
         let Some(Exposure::Unavailable(why)) = &traffic.exposure else {
@@ -384,7 +422,7 @@ mod tests {
             mode: ExposeMode::Ingress,
             ..ExposeConfig::default()
         };
-        let traffic = plan_traffic(&v, &config, &GatewayApi::NotChecked, 2);
+        let traffic = plan_traffic(&v, &config, &GatewayApi::NotChecked, 2, None);
         assert_eq!(traffic.route.as_ref().map(Route::kind), Some("Ingress"));
         assert_eq!(traffic.grpc_route, None, "an Ingress has no gRPC twin");
         assert_eq!(traffic.canary, None);
@@ -408,7 +446,7 @@ mod tests {
                 url_port: port,
                 ..config.clone()
             };
-            let traffic = plan_traffic(&v, &config, &GatewayApi::NotChecked, 2);
+            let traffic = plan_traffic(&v, &config, &GatewayApi::NotChecked, 2, None);
             assert!(
                 matches!(&traffic.exposure, Some(Exposure::Routed { url: u, .. }) if u == url),
                 "{port:?}: {:?}",
@@ -416,7 +454,7 @@ mod tests {
             );
         }
         let v = fixtures::validated("canary.yaml");
-        let traffic = plan_traffic(&v, &config, &GatewayApi::NotChecked, 2);
+        let traffic = plan_traffic(&v, &config, &GatewayApi::NotChecked, 2, None);
         let Some(Exposure::Unavailable(why)) = traffic.exposure else {
             panic!("a path prefix needs a rewrite");
         };
@@ -430,7 +468,7 @@ mod tests {
             secret_name: "iris-tls".into(),
         });
         let v = crate::validate::validate(&md, &crate::config::Config::default()).unwrap();
-        let traffic = plan_traffic(&v, &gateway_config(), &GatewayApi::Installed, 1);
+        let traffic = plan_traffic(&v, &gateway_config(), &GatewayApi::Installed, 1, None);
         let Some(Exposure::Unavailable(why)) = traffic.exposure else {
             panic!("tls with a Gateway must be refused");
         };
@@ -482,7 +520,7 @@ mod tests {
         let mut md = fixtures::model_deployment("canary.yaml");
         md.spec.expose.as_mut().unwrap().host = None;
         let v = crate::validate::validate(&md, &crate::config::Config::default()).unwrap();
-        let traffic = plan_traffic(&v, &gateway_config(), &GatewayApi::Installed, 1);
+        let traffic = plan_traffic(&v, &gateway_config(), &GatewayApi::Installed, 1, None);
         let Some(Exposure::Unavailable(why)) = traffic.exposure else {
             panic!("no host");
         };

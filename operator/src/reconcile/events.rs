@@ -59,6 +59,13 @@ pub(super) async fn publish_transitions(
         let note = canary.message.clone();
         publish(md, ctx, EventType::Warning, &canary.reason, note).await;
     }
+    // A promotion's first step: the canary holds its share while the primary rolls out.
+    if let Some(canary) = changed(ConditionType::CanaryReady)
+        && canary.reason == Reason::CanaryPromoting.as_str()
+    {
+        let note = canary.message.clone();
+        publish(md, ctx, EventType::Normal, &canary.reason, note).await;
+    }
     if let Some(ready) = changed(ConditionType::Ready)
         && ready.status == "True"
     {

@@ -150,8 +150,9 @@ async fn pipeline(md: &ModelDeployment, ctx: &Context) -> Result<Action, Error> 
         }
     };
     let children = build_children(&validated);
-    let planned = traffic::plan(md, &validated, ctx).await;
+    let discovered = traffic::discover(md, &validated, ctx).await;
     let deployment = apply::apply_children(md, &validated, &children, ctx).await?;
+    let planned = traffic::plan(md, &validated, discovered, &deployment, ctx);
     let applied = traffic::apply_traffic(md, &validated, &planned, ctx).await?;
     let pods = ctx.caches.pods_of(&validated.namespace, &validated.name);
     let observed = Observed::Applied {
@@ -164,7 +165,8 @@ async fn pipeline(md: &ModelDeployment, ctx: &Context) -> Result<Action, Error> 
     };
     status_patch::update_status(md, &observed, ctx).await?;
     if let Some(after) = applied.retiring {
-        // A canary that had traffic is deleted once the gateway has moved off it.
+        // A canary that had traffic is deleted once the gateway has moved off it; a promotion
+        // moves on once the primary has rolled out.
         return Ok(Action::requeue(after));
     }
     // An unavailable route may become available without a change to the spec (the Gateway
@@ -174,7 +176,7 @@ async fn pipeline(md: &ModelDeployment, ctx: &Context) -> Result<Action, Error> 
         (Some(Exposure::Unavailable(_)), _) | (_, Some(RouteVerdict::Refused { .. })) => {
             Ok(Action::requeue(DISCOVERY_TTL))
         }
-        (_, Some(RouteVerdict::Pending)) => Ok(Action::requeue(ROUTE_PENDING_RECHECK)),
+        (_, Some(RouteVerdict::Pending { .. })) => Ok(Action::requeue(ROUTE_PENDING_RECHECK)),
         _ => Ok(Action::requeue(RESYNC)),
     }
 }
@@ -208,6 +210,8 @@ pub fn key(md: &ModelDeployment) -> String {
     format!("{}/{}", md.namespace().unwrap_or_default(), md.name_any())
 }
 
+#[cfg(test)]
+mod promote_tests;
 #[cfg(test)]
 mod retire_tests;
 #[cfg(test)]

@@ -29,10 +29,37 @@ fn gateway_api_with_grpcroutes(r: &mock_api::Received) -> (StatusCode, Value) {
 
 const GRPCROUTES: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/ml/grpcroutes";
 
+type Reply = fn(&mock_api::Received) -> (StatusCode, Value);
+
 #[tokio::test]
 async fn where_grpcroutes_are_served_the_grpcroute_follows_the_httproute_weights() {
+    // Both routes accepted by their Gateway: Exposed names both.
+    let (action, exposed) = grpcroute_with(accepted).await;
+    assert_eq!(action, Action::requeue(RESYNC));
+    assert_eq!(exposed["reason"], "Routed");
+    let message = exposed["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("HTTPRoute and GRPCRoute accepted by Gateway gateways/public"),
+        "{message}"
+    );
+    // The GRPCRoute not taken yet: not exposed yet, looked at again soon.
+    let (action, exposed) = grpcroute_with(echo).await;
+    assert_eq!(action, Action::requeue(ROUTE_PENDING_RECHECK));
+    assert_eq!(exposed["reason"], "RoutePending");
+    let message = exposed["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("GRPCRoute applied; no Gateway"),
+        "{message}"
+    );
+}
+
+/// One reconcile of the canary at 90/10 where GRPCRoutes are served, the GRPCRoute's apply
+/// answered by `grpc_reply`: the action and the `Exposed` condition written.
+async fn grpcroute_with(grpc_reply: Reply) -> (Action, Value) {
     let md = canary_at_root();
     let stored = stored_with_status(&md);
+    let exposed = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+    let seen = exposed.clone();
     let result = run_with(md, canary_pods(1), gateway_mode(), |mut api| async move {
         api.expect(Method::GET, DISCOVERY, gateway_api_with_grpcroutes)
             .await;
@@ -63,7 +90,7 @@ async fn where_grpcroutes_are_served_the_grpcroute_follows_the_httproute_weights
         );
         // After the HTTPRoute: the GRPCRoute, on its own host, with the same split.
         let grpc = api
-            .expect(Method::PATCH, &format!("{GRPCROUTES}/iris"), echo)
+            .expect(Method::PATCH, &format!("{GRPCROUTES}/iris"), grpc_reply)
             .await;
         grpc.assert_server_side_apply();
         assert_eq!(grpc.body["kind"], "GRPCRoute");
@@ -81,16 +108,24 @@ async fn where_grpcroutes_are_served_the_grpcroute_follows_the_httproute_weights
                    {"name": "iris-canary", "port": 8081, "weight": 10}])
         );
         api.expect(Method::POST, EVENTS, echo).await;
-        api.expect(
-            Method::PATCH,
-            &format!("{MODEL_DEPLOYMENTS}/iris/status"),
-            stored,
-        )
-        .await;
+        let patch = api
+            .expect(
+                Method::PATCH,
+                &format!("{MODEL_DEPLOYMENTS}/iris/status"),
+                stored,
+            )
+            .await;
+        let conditions = patch.body["status"]["conditions"].as_array().unwrap();
+        *seen.lock().unwrap() = conditions
+            .iter()
+            .find(|c| c["type"] == "Exposed")
+            .cloned()
+            .expect("an Exposed condition");
         api
     })
     .await;
-    assert_eq!(result.unwrap(), Action::requeue(RESYNC));
+    let exposed = exposed.lock().unwrap().clone();
+    (result.unwrap(), exposed)
 }
 
 #[tokio::test]

@@ -23,11 +23,12 @@ use serde_json::{Value, json};
 use super::apply::{apply, delete_if_owned, get_and_delete_if_owned};
 use super::caches::ready_pods;
 use super::{Context, Error, events};
+use crate::build::promotion::promotion;
 use crate::build::traffic::{Route, wants_gateway_api};
 use crate::build::{GatewayApi, Traffic, plan_traffic};
 use crate::crd::ModelDeployment;
 use crate::gateway_api::{GRPCRoute, HTTPRoute};
-use crate::status::{ConditionType, RouteVerdict, judge_route};
+use crate::status::{ConditionType, Rollout, RouteVerdict, judge_route};
 use crate::validate::{CANARY_SUFFIX, Validated};
 
 /// The plan, what discovery found, and the canary's pods.
@@ -53,28 +54,60 @@ fn previously_canary(md: &ModelDeployment) -> bool {
     md.status.as_ref().is_some_and(|s| s.canary.is_some())
 }
 
-/// Discovers what the route needs and plans the traffic of `v`.
-pub(super) async fn plan(md: &ModelDeployment, v: &Validated, ctx: &Context) -> Planned {
+/// What discovery found about the Gateway API, asked before anything is applied.
+pub(super) struct Discovered {
+    gateway_api: GatewayApi,
+    grpc_routes: bool,
+}
+
+/// Discovers what the route of `v` needs (the Gateway API, when a route wants it or one the
+/// operator made may exist).
+pub(super) async fn discover(md: &ModelDeployment, v: &Validated, ctx: &Context) -> Discovered {
     let gateway_api = if wants_gateway_api(v, &ctx.config.expose) || previously_exposed(md) {
         ctx.discovery.gateway_api(&ctx.client).await
     } else {
         GatewayApi::NotChecked
     };
-    let canary_pods = v
-        .canary
-        .as_ref()
-        .map(|c| ctx.caches.pods_of(&v.namespace, &c.name))
-        .unwrap_or_default();
+    Discovered {
+        grpc_routes: gateway_api == GatewayApi::Installed && ctx.discovery.grpc_routes(),
+        gateway_api,
+    }
+}
+
+/// Plans the traffic of `v` from what discovery found; `primary` is the primary's Deployment
+/// as the apply returned it (a promotion holds until its rollout is complete).
+pub(super) fn plan(
+    md: &ModelDeployment,
+    v: &Validated,
+    discovered: Discovered,
+    primary: &Deployment,
+    ctx: &Context,
+) -> Planned {
+    let canary_pods = if v.canary.is_some() || previously_canary(md) {
+        ctx.caches
+            .pods_of(&v.namespace, &format!("{}{CANARY_SUFFIX}", v.name))
+    } else {
+        Vec::new()
+    };
+    let canary_ready = ready_pods(&canary_pods);
+    let complete = Rollout::of(primary).complete;
+    let promotion = promotion(v, md.status.as_ref(), canary_ready, complete);
     let traffic = plan_traffic(
         v,
         &ctx.config.expose,
-        &gateway_api,
-        ready_pods(&canary_pods),
+        &discovered.gateway_api,
+        canary_ready,
+        promotion.as_ref(),
     );
+    // The canary's pods speak in the status only while it has a share to report.
+    let canary_pods = match traffic.canary_traffic {
+        Some(_) => canary_pods,
+        None => Vec::new(),
+    };
     Planned {
         traffic,
-        grpc_routes: gateway_api == GatewayApi::Installed && ctx.discovery.grpc_routes(),
-        gateway_api,
+        grpc_routes: discovered.grpc_routes,
+        gateway_api: discovered.gateway_api,
         canary_pods,
     }
 }
@@ -82,9 +115,9 @@ pub(super) async fn plan(md: &ModelDeployment, v: &Validated, ctx: &Context) -> 
 /// What applying the traffic found.
 #[derive(Debug, Default)]
 pub(super) struct TrafficApplied {
-    /// The canary is retiring: look again after this long.
+    /// The canary is retiring, or a promotion holds it: look again after this long.
     pub retiring: Option<Duration>,
-    /// What the Gateway said of the HTTPRoute, as the apply returned it.
+    /// What the Gateway said of the HTTPRoute and the GRPCRoute, as the applies returned them.
     pub route: Option<RouteVerdict>,
 }
 
@@ -144,7 +177,12 @@ pub(super) async fn apply_traffic(
     let keep_grpc_route = match (&planned.traffic.grpc_route, planned.grpc_routes) {
         (Some(route), true) => {
             let routes = Api::<GRPCRoute>::namespaced(client.clone(), &v.namespace);
-            apply(routes, &v.name, route).await?;
+            let applied = apply(routes, &v.name, route).await?;
+            // Exposed only once the Gateway has taken both routes.
+            found.route = found
+                .route
+                .take()
+                .map(|http| http.and(judge_route(&applied)));
             true
         }
         _ => false,
@@ -163,6 +201,11 @@ pub(super) async fn apply_traffic(
             v.name
         );
         events::publish(md, ctx, EventType::Normal, "RouteRemoved", note).await;
+    }
+    if planned.traffic.promotion.is_some() {
+        // The canary keeps serving its share until the primary has rolled out its model.
+        found.retiring = Some(PROMOTION_RECHECK);
+        return Ok(found);
     }
     let canary_may_exist =
         previously_canary(md) || !ctx.caches.pods_of(&v.namespace, &canary_name).is_empty();
@@ -188,6 +231,9 @@ pub(super) async fn apply_traffic(
 /// meanwhile must find it there. A promotion (the canary's model made the primary's) and a
 /// rollback (the canary removed) lose no request to the canary's removal.
 pub const CANARY_RETIRE_GRACE: Duration = Duration::from_secs(10);
+/// How soon a promotion in progress looks at the primary's rollout again (its Deployment's
+/// changes also wake the reconciler; this bounds a missed one).
+pub const PROMOTION_RECHECK: Duration = Duration::from_secs(2);
 /// Annotation on a retiring canary's Deployment: when the route stopped sending it traffic.
 pub const RETIRING_SINCE: &str = "modelship.io/canary-retiring-since";
 

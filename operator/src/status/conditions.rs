@@ -86,6 +86,9 @@ pub enum Reason {
     CanaryNotReady,
     /// `CanaryReady`: the route's API cannot split traffic (Ingress mode).
     CanaryUnsupported,
+    /// `CanaryReady` (true): promoted; the canary keeps its share while the primary rolls out
+    /// its model.
+    CanaryPromoting,
 }
 
 impl Reason {
@@ -107,6 +110,7 @@ impl Reason {
             Self::CanaryServing => "CanaryServing",
             Self::CanaryNotReady => "CanaryNotReady",
             Self::CanaryUnsupported => "CanaryUnsupported",
+            Self::CanaryPromoting => "CanaryPromoting",
         }
     }
 }
@@ -243,29 +247,36 @@ pub fn degraded(rollout: &Rollout, pods: Option<&PodProblem>) -> Verdict {
 }
 
 /// `Exposed`: the route and the public URL, or why there is no route; `route` is what the
-/// Gateway said of an HTTPRoute (`None` for an Ingress, which reports nothing of the kind).
+/// Gateway said of the HTTPRoute and the GRPCRoute beside it (`None` for an Ingress, which
+/// reports nothing of the kind).
 pub fn exposed(exposure: &Exposure, route: Option<&RouteVerdict>) -> Verdict {
     let verdict =
         |status, reason, message| Verdict::new(ConditionType::Exposed, status, reason, message);
     match (exposure, route) {
+        (Exposure::Unavailable(why), _) => verdict(false, Reason::ExposeUnavailable, why.clone()),
         (Exposure::Routed { kind, url }, None) => {
             verdict(true, Reason::Routed, format!("{kind} applied: {url}"))
         }
-        (Exposure::Routed { kind, url }, Some(RouteVerdict::Accepted { by })) => verdict(
+        (Exposure::Routed { url, .. }, Some(RouteVerdict::Accepted { routes, by })) => verdict(
             true,
             Reason::Routed,
-            format!("{kind} accepted by {}: {url}", by.join(", ")),
+            format!(
+                "{} accepted by {}: {url}",
+                routes.join(" and "),
+                by.join(", ")
+            ),
         ),
-        (Exposure::Routed { kind, .. }, Some(RouteVerdict::Pending)) => verdict(
+        (_, Some(RouteVerdict::Pending { route })) => verdict(
             false,
             Reason::RoutePending,
             format!(
-                "{kind} applied; no Gateway has accepted it yet (its status names no parent for this generation)"
+                "{route} applied; no Gateway has accepted it yet (its status names no parent for this generation)"
             ),
         ),
         (
-            Exposure::Routed { kind, .. },
+            _,
             Some(RouteVerdict::Refused {
+                route,
                 parent,
                 reason,
                 message,
@@ -273,9 +284,8 @@ pub fn exposed(exposure: &Exposure, route: Option<&RouteVerdict>) -> Verdict {
         ) => verdict(
             false,
             Reason::RouteNotAccepted,
-            format!("{kind} not taken by {parent}: {reason}: {message}"),
+            format!("{route} not taken by {parent}: {reason}: {message}"),
         ),
-        (Exposure::Unavailable(why), _) => verdict(false, Reason::ExposeUnavailable, why.clone()),
     }
 }
 
@@ -301,6 +311,7 @@ pub fn canary_ready(canary: &CanaryTraffic, pods: Option<&PodProblem>) -> Verdic
             ),
             None => verdict(false, Reason::CanaryNotReady, why.clone()),
         },
+        Some((CanaryHold::Promoting, why)) => verdict(true, Reason::CanaryPromoting, why.clone()),
         Some((hold, why)) => verdict(false, hold_reason(*hold), why.clone()),
     }
 }
@@ -311,6 +322,7 @@ pub fn hold_reason(hold: CanaryHold) -> Reason {
         CanaryHold::NotReady => Reason::CanaryNotReady,
         CanaryHold::Unsupported => Reason::CanaryUnsupported,
         CanaryHold::ExposeUnavailable => Reason::ExposeUnavailable,
+        CanaryHold::Promoting => Reason::CanaryPromoting,
     }
 }
 

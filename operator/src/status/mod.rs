@@ -26,7 +26,7 @@ use crate::crd::{
     AddressStatus, CanaryStatus, ModelDeployment, ModelDeploymentStatus, ModelStatus,
 };
 use crate::validate::{Endpoint, InvalidSpec, Validated};
-use rollout::Rollout;
+pub use rollout::Rollout;
 pub use route::{RouteVerdict, judge_route};
 
 /// What the reconciler observed, the input of [`compute_status`].
@@ -154,14 +154,20 @@ pub fn compute_status(
     }
 }
 
-/// `status.canary`: the canary's model and the traffic it actually gets.
+/// `status.canary`: the canary's model and the traffic it actually gets (also while a
+/// promotion holds it, so that the next reconcile still knows the canary).
 fn canary_status(v: &Validated, traffic: &Traffic) -> Option<CanaryStatus> {
-    let (canary, applied) = (v.canary.as_ref()?, traffic.canary_traffic.as_ref()?);
+    let applied = traffic.canary_traffic.as_ref()?;
+    let (version, uri) = match (&v.canary, &traffic.promotion) {
+        (Some(c), _) => (c.version.clone(), c.model.uri.clone()),
+        (None, Some(p)) => (p.version.clone(), p.uri.clone()),
+        (None, None) => return None,
+    };
     Some(CanaryStatus {
         model: ModelStatus {
             name: v.endpoint.model_name.clone(),
-            version: canary.version.clone(),
-            uri: canary.model.uri.clone(),
+            version,
+            uri,
         },
         ready_replicas: applied.ready_replicas,
         traffic_percent: applied.traffic_percent,
@@ -206,6 +212,7 @@ mod tests {
             &Config::default().expose,
             &GatewayApi::NotChecked,
             0,
+            None,
         );
         let observed = Observed::Applied {
             validated: &validated,

@@ -2,8 +2,8 @@
 //! deployed and `Exposed` says why there is no route; the real Gateway API CRDs (v1.4.0,
 //! standard channel, from the Go module `sigs.k8s.io/gateway-api`) installed later make the
 //! HTTPRoute appear without an operator restart, and it passes their validation; `Exposed`
-//! waits for a Gateway to accept the route (its status, written here as a controller would);
-//! removing `spec.expose` deletes it.
+//! waits for a Gateway to accept the HTTPRoute and the GRPCRoute beside it (their status,
+//! written here as a controller would); removing `spec.expose` deletes both.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,7 +15,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use modelship_operator::crd::ModelDeployment;
-use modelship_operator::gateway_api::HTTPRoute;
+use modelship_operator::gateway_api::{GRPCRoute, HTTPRoute};
 use serde_json::json;
 
 use crate::harness::{Operator, TestCluster, eventually, model_deployment, skip};
@@ -170,20 +170,57 @@ async fn expose_without_the_gateway_api_then_with_its_crds_installed() {
     .await;
     // As a Gateway's controller would: accept the route in its status (validated by the real
     // CRD's schema); the operator reads it back within seconds.
+    let accepted = |parent: serde_json::Value, generation: Option<i64>| {
+        json!({"status": {"parents": [{
+            "parentRef": parent,
+            "controllerName": "example.com/gateway-controller",
+            "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                            "message": "", "observedGeneration": generation.unwrap_or(1),
+                            "lastTransitionTime": "2026-12-02T00:00:00Z"}],
+        }]}})
+    };
     let parent = serde_json::to_value(&route.spec.parent_refs[0]).unwrap();
-    let accepted = json!({"status": {"parents": [{
-        "parentRef": parent,
-        "controllerName": "example.com/gateway-controller",
-        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
-                        "observedGeneration": route.metadata.generation.unwrap_or(1),
-                        "lastTransitionTime": "2026-12-02T00:00:00Z"}],
-    }]}});
     routes
-        .patch_status("iris", &PatchParams::default(), &Patch::Merge(&accepted))
+        .patch_status(
+            "iris",
+            &PatchParams::default(),
+            &Patch::Merge(&accepted(parent, route.metadata.generation)),
+        )
+        .await
+        .unwrap();
+    // The GRPCRoute (v1.4.0 serves grpcroutes) is not taken yet: still pending, and the
+    // message names the route that waits.
+    let grpc_routes: Api<GRPCRoute> = cluster.api();
+    let grpc_route = eventually("the GRPCRoute", TIMEOUT, || async {
+        grpc_routes.get_opt("iris").await.ok().flatten()
+    })
+    .await;
+    eventually(
+        "Exposed=False/RoutePending for the GRPCRoute",
+        TIMEOUT,
+        || {
+            let pending = exposed("RoutePending");
+            async move {
+                let (message, _) = pending().await?;
+                message.starts_with("GRPCRoute applied").then_some(())
+            }
+        },
+    )
+    .await;
+    let parent = serde_json::to_value(&grpc_route.spec.parent_refs[0]).unwrap();
+    grpc_routes
+        .patch_status(
+            "iris",
+            &PatchParams::default(),
+            &Patch::Merge(&accepted(parent, grpc_route.metadata.generation)),
+        )
         .await
         .unwrap();
     let (message, status) = eventually("Exposed=True/Routed", TIMEOUT, exposed("Routed")).await;
-    assert!(message.contains("accepted by Gateway"), "{message}");
+    assert!(
+        message.contains("HTTPRoute and GRPCRoute accepted by Gateway"),
+        "{message}"
+    );
     assert_eq!(
         status.url.as_deref(),
         Some("http://iris.example.com/team/iris/v2/models/iris")
@@ -197,9 +234,15 @@ async fn expose_without_the_gateway_api_then_with_its_crds_installed() {
     )
     .await
     .unwrap();
-    eventually("the HTTPRoute deleted", TIMEOUT, || async {
-        routes.get_opt("iris").await.ok()?.is_none().then_some(())
-    })
+    eventually(
+        "the HTTPRoute and the GRPCRoute deleted",
+        TIMEOUT,
+        || async {
+            let http = routes.get_opt("iris").await.ok()?;
+            let grpc = grpc_routes.get_opt("iris").await.ok()?;
+            (http.is_none() && grpc.is_none()).then_some(())
+        },
+    )
     .await;
     delete_gateway_crds(&crds).await;
     cluster.cleanup().await;

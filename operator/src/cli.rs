@@ -234,6 +234,12 @@ impl RunArgs {
         Duration::from_secs(self.lease_duration_seconds.max(2))
     }
 
+    /// How long the leader may go without a renewal before it gives up: two thirds of the
+    /// Lease (the rest bounds its API connections' unacknowledged data, `api_client`).
+    pub fn renew_deadline(&self) -> Duration {
+        self.lease_duration() * 2 / 3
+    }
+
     /// This process's identity in the Lease.
     pub fn identity(&self) -> String {
         if let Some(id) = &self.identity {

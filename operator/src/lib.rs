@@ -12,6 +12,7 @@
 //! [`batch`] (the `BatchPrediction` API and its controller) sits beside [`reconcile`]: it uses
 //! `crd`, `validate` and `build`, and [`operator`] starts it.
 
+pub mod api_client;
 pub mod batch;
 pub mod build;
 pub mod cli;

@@ -21,6 +21,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use crate::api_client;
 use crate::build::{MANAGER, managed_selector};
 use crate::cli::RunArgs;
 use crate::crd::ModelDeployment;
@@ -30,9 +31,12 @@ use crate::reconcile::{Caches, Context, error_policy, model_deployment_of, recon
 
 /// Runs the operator until SIGTERM or SIGINT (or until it loses its Lease, which is an error).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let client = Client::try_default()
+    let config = kube::Config::infer()
         .await
         .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
+    let user_timeout = api_client::user_timeout(args.lease_duration(), args.renew_deadline());
+    let client = api_client::client(config, user_timeout)
+        .context("cannot build the Kubernetes client from its configuration")?;
     let metrics = Arc::new(Metrics::default());
     let stop = Arc::new(watch::channel(false).0);
     tokio::spawn({
@@ -116,7 +120,7 @@ async fn run_elected(
     // is bounded by what is left of the renew deadline: on a network that drops packets a
     // request hangs instead of failing, and a leader waiting on it would go on reconciling
     // (tests/faults: leader_cut_off_no_two_writers found it writing after its Lease passed).
-    let renew_deadline = args.lease_duration() * 2 / 3;
+    let renew_deadline = args.renew_deadline();
     let renewer = tokio::spawn({
         let stop = stop.clone();
         let mut stopped = stop.subscribe();

@@ -231,7 +231,12 @@ def test_a_dead_or_slow_sink_drops_and_counts_and_never_holds_inference_up(sink)
     else:
         receiver = Receiver(delay=2.0)
         url = receiver.url
-    s = start("--payload-log", url, "--payload-log-queue", "200", "--shutdown-timeout", "1s")
+    # Batches of 2: the sink then drains at most 8 POSTs x 2 events per try cycle (0.5 s of
+    # retries to a dead sink, 2 s to the slow one), far below what 4 clients send even on a
+    # loaded machine, so the queue must fill; with batches of 100 a slow machine's clients
+    # could send too little to fill it (seen once at load 4 on 2 cores).
+    s = start("--payload-log", url, "--payload-log-queue", "200", "--payload-log-http-batch", "2",
+              "--shutdown-timeout", "1s")
     try:
         n = 2000
         codes = []

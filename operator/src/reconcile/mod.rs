@@ -215,6 +215,8 @@ mod promote_tests;
 #[cfg(test)]
 mod retire_tests;
 #[cfg(test)]
+mod status_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod traffic_tests;

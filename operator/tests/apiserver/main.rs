@@ -16,6 +16,7 @@ mod bench;
 mod expose;
 mod harness;
 mod monitoring;
+mod recreate;
 mod status;
 
 use std::time::Duration;

@@ -62,9 +62,12 @@ test-rust: ## Unit and integration tests of both crates
 test-models: setup ## Regenerate the demo models and check they predict as committed
 	$(PY) models/generate.py --check
 
+# The page's all-replica figures are tested against a real Prometheus
+# (tests/server/test_monitor_prometheus.py): the cluster's, built once and cached.
 .PHONY: test-server
-test-server: setup build ## Conformance with tritonclient and kserve, bad-input suite
-	MODELSHIP_SERVER_BIN=$(SERVER_BIN) $(PY) -m pytest -q tests/server
+test-server: setup build ## Conformance with tritonclient and kserve, bad-input suite, the page's figures from Prometheus
+	prometheus="$$(hack/cluster/cluster.sh prometheus-dir)"; \
+	  MODELSHIP_SERVER_BIN=$(SERVER_BIN) MODELSHIP_PROMETHEUS_BIN=$$prometheus/prometheus $(PY) -m pytest -q tests/server
 
 .PHONY: screenshots
 screenshots: setup build ## Refresh docs/screenshots/ (the web page in headless Chromium)

@@ -160,10 +160,22 @@ impl Metrics {
     }
 
     /// Handles for one model, resolved once so the hot path skips label lookups.
-    pub fn for_model(&self, model: &str) -> ModelMetrics {
+    /// The request series of each `answered` pair (protocol, its success code)
+    /// are exported from 0: a series that Prometheus first sees at 300 gives no
+    /// rate for those 300, so without them a new pod's first requests would be
+    /// missing from every `rate()` (the page's all-replica traffic, the rules).
+    pub fn for_model(&self, model: &str, answered: &[(&'static str, Code)]) -> ModelMetrics {
         let labels = ModelLabels {
             model: model.to_string(),
         };
+        for &(protocol, code) in answered {
+            // Creating the series is all: the guard is dropped at once.
+            drop(self.requests.get_or_create(&RequestLabels {
+                model: model.to_string(),
+                protocol,
+                code,
+            }));
+        }
         ModelMetrics {
             batch_size: self.batch_size.get_or_create(&labels).clone(),
             inference_seconds: self.inference_seconds.get_or_create(&labels).clone(),

@@ -19,7 +19,7 @@ use super::termination::write_termination_message;
 use crate::auth::{ApiKeys, RELOAD_INTERVAL};
 use crate::engine::{BatchWait, Engine, EngineConfig, warm_up_inputs};
 use crate::http::conn::ConnLimits;
-use crate::metrics::{Metrics, ModelLabels};
+use crate::metrics::{Code, Metrics, ModelLabels};
 use crate::model::ModelArtifact;
 use crate::runtime::{self, RuntimeOptions};
 use crate::source;
@@ -347,7 +347,11 @@ pub async fn load_and_warm_up(
     let backend = backend.map_err(|e| e.to_string())?;
     let ModelArtifact { origin, card, .. } = artifact;
     let platform = backend.platform();
-    let model_metrics = metrics.for_model(name);
+    let mut answered = vec![("v2", Code::Http(200)), ("v1", Code::Http(200))];
+    if args.grpc_port != 0 {
+        answered.push((crate::grpc::PROTOCOL, Code::Grpc("OK")));
+    }
+    let model_metrics = metrics.for_model(name, &answered);
     let engine = Engine::start(name, backend, args.engine_config(), model_metrics.clone());
     let warm_up = warm_up_inputs(engine.signature());
     engine

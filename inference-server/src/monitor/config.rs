@@ -77,7 +77,8 @@ pub struct MonitorArgs {
     /// Rows in this pod's drift window (its PSI figures).
     #[arg(long, env = "MODELSHIP_DRIFT_WINDOW", default_value_t = 1000)]
     pub drift_window: usize,
-    /// A Prometheus that scrapes every replica: the page's figures then cover all of them.
+    /// A Prometheus that scrapes every replica with a `namespace` label (a PodMonitor adds
+    /// it): the page's figures then cover the ready replicas of this model, variant and namespace.
     #[arg(long, env = "MODELSHIP_PROMETHEUS_URL", value_name = "URL")]
     pub prometheus_url: Option<String>,
 }

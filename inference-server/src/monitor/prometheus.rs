@@ -1,7 +1,11 @@
 //! The page's figures across every replica, from a Prometheus that scrapes
 //! them all (`--prometheus-url`): PromQL over the counters every pod
 //! exports, drift as PSI of the summed bin counts of the last 10 minutes
-//! against the card's baseline (the same sum a recording rule makes).
+//! against the card's baseline (the same sum a recording rule makes). The
+//! replicas are the series of this pod's namespace, model and variant
+//! ([`selector`]); when Prometheus has none ready, the page gets this pod's
+//! figures and the reason. tests/server/test_monitor_prometheus.py runs it
+//! against a real Prometheus.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -41,6 +45,19 @@ struct Series {
 
 fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The series of this model's replicas: its namespace (the label a PodMonitor
+/// adds), its name and its variant (both on every series the server exports),
+/// as the chart's recording rules group them. A canary's figures are its own,
+/// and a model of the same name in another namespace is another model.
+fn selector(namespace: &str, model: &str, variant: &str) -> String {
+    format!(
+        "namespace=\"{}\",model=\"{}\",variant=\"{}\"",
+        quote(namespace),
+        quote(model),
+        quote(variant)
+    )
 }
 
 struct Client<'a> {
@@ -93,10 +110,19 @@ pub async fn all_replicas(m: &ModelMonitor, url: &str) -> Result<Summary, String
         http: &m.monitor.client,
         base: url.trim_end_matches('/').to_string(),
     };
-    let sel = format!("model=\"{}\"", quote(&m.labels.model));
+    let id = &m.monitor.identity;
+    let sel = selector(&id.namespace, &m.labels.model, &id.variant);
     let replicas = c
         .scalar(format!("count(modelship_model_ready{{{sel}}} == 1)"))
-        .await?;
+        .await?
+        .unwrap_or(0.0) as u64;
+    if replicas == 0 {
+        // This pod is ready (it serves the page), so Prometheus misses it: zeros would lie.
+        return Err(format!(
+            "Prometheus has no ready replica of {} ({} variant) in namespace {}: it does not scrape this pod, or its scrape adds no namespace label",
+            m.labels.model, id.variant, id.namespace
+        ));
+    }
     let end = super::id::now_ms() as f64 / 1000.0;
     let range = |q: String| {
         vec![
@@ -239,19 +265,32 @@ pub async fn all_replicas(m: &ModelMonitor, url: &str) -> Result<Summary, String
         drift_figures.window_size = 0;
         drift_figures.classes = None;
     }
-    let n = replicas.unwrap_or(0.0) as u64;
     Ok(Summary {
         model: m.labels.model.clone(),
         version: m.ctx.version.clone(),
         task: m.task.name(),
         scope: "all replicas",
         scope_note: format!(
-            "These figures cover all {n} ready replicas, from Prometheus; drift is over the inputs of the last {WINDOW}."
+            "These figures cover all {replicas} ready {} replicas of {} in namespace {}, from Prometheus; drift is over the inputs of the last {WINDOW}.",
+            id.variant, m.labels.model, id.namespace
         ),
-        replicas: Some(n),
+        replicas: Some(replicas),
         traffic,
         classes,
         feedback,
         drift: drift_figures,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::selector;
+
+    #[test]
+    fn selector_names_namespace_model_and_variant_quoted() {
+        assert_eq!(
+            selector("ml", "ir\"is\\", "canary"),
+            r#"namespace="ml",model="ir\"is\\",variant="canary""#
+        );
+    }
 }

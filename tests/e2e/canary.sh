@@ -101,19 +101,16 @@ PY
     fail "the gRPC split is not 10%"
 }
 
-# sample_promotion STOP OUT: until STOP exists, a line a sample to OUT: the weights of the
-# route's catch-all rule, then the primary's rollout, then whether the canary's Deployment
-# is there, then status.canary.reason (read in this order: see check_promotion_order).
+# sample_promotion STOP OUT: until STOP exists, a line a sample to OUT: the route, the
+# primary's Deployment, the canary's Deployment and the ModelDeployment as one kubectl call
+# returns them (read in that order: see check_promotion_order), as one line of JSON.
 sample_promotion() {
-  local stop="$1" out="$2" route roll canary reason
+  local stop="$1" out="$2"
   while [ ! -e "$stop" ]; do
-    route=$(kubectl -n "$NS" get httproute "$SPLIT" \
-      -o jsonpath='{range .spec.rules[-1:].backendRefs[*]}{.name}={.weight},{end}' 2>/dev/null || echo error)
-    roll=$(kubectl -n "$NS" get deployment "$SPLIT" -o jsonpath='{.metadata.generation} {.status.observedGeneration} {.spec.replicas} {.status.replicas} {.status.updatedReplicas} {.status.availableReplicas}' 2>/dev/null || echo error)
-    canary=$(kubectl -n "$NS" get deployment "$SPLIT-canary" -o name 2>/dev/null || echo gone)
-    reason=$(canary_status reason 2>/dev/null || echo error)
-    echo "route=$route|rollout=$roll|canary=$canary|reason=$reason" >>"$out"
-    sleep 0.5
+    { kubectl -n "$NS" get "httproute/$SPLIT" "deployment/$SPLIT" "deployment/$SPLIT-canary" \
+        "mdep/$SPLIT" -o json 2>/dev/null || true; } | tr -d '\n' >>"$out"
+    echo >>"$out"
+    sleep 0.2
   done
 }
 
@@ -122,28 +119,38 @@ sample_promotion() {
 # read as incomplete, or a route still naming the canary with its Deployment read as gone,
 # is the operator's doing, not the sampler's.
 check_promotion_order() {
-  python3 - "$1" <<'PY'
-import sys
+  python3 - "$1" "$SPLIT" <<'PY'
+import json, sys
+path, name = sys.argv[1], sys.argv[2]
+canary = name + "-canary"
 samples = []
-for line in open(sys.argv[1]):
-    fields = dict(f.split("=", 1) for f in line.strip().split("|"))
-    if "error" in (fields["route"], fields["rollout"]):
+for line in open(path):
+    if not line.strip():
         continue
-    weights = {k: int(v) for k, v in (b.split("=") for b in fields["route"].strip(",").split(",") if b)}
-    numbers = [int(n) if n else 0 for n in fields["rollout"].split(" ")]
-    generation, observed, desired, replicas, updated, available = (numbers + [0] * 6)[:6]
-    complete = observed >= generation and updated == desired == replicas and available >= desired
-    samples.append((weights, complete, fields["canary"] != "gone", fields["reason"]))
-canary = "split-canary"
-held = [s for s in samples if s[0].get(canary) == 10 and not s[1]]
-moved_early = [s for s in samples if s[0].get(canary, 0) == 0 and not s[1]]
-gone_early = [s for s in samples if s[0].get(canary, 0) > 0 and not s[2]]
+    items = json.loads(line).get("items", [])
+    found = {(i["kind"], i["metadata"]["name"]): i for i in items}
+    route, primary = found.get(("HTTPRoute", name)), found.get(("Deployment", name))
+    if route is None or primary is None:
+        continue
+    weights = {b["name"]: b.get("weight", 1) for b in route["spec"]["rules"][-1]["backendRefs"]}
+    st, spec = primary.get("status", {}), primary["spec"]
+    desired = spec.get("replicas", 1)
+    complete = (st.get("observedGeneration", 0) >= primary["metadata"]["generation"]
+                and st.get("updatedReplicas", 0) == desired == st.get("replicas", 0)
+                and st.get("availableReplicas", 0) >= desired)
+    mdep = found.get(("ModelDeployment", name), {})
+    reason = ((mdep.get("status") or {}).get("canary") or {}).get("reason")
+    samples.append((weights.get(canary, 0), complete, ("Deployment", canary) in found, reason))
+held = [s for s in samples if s[0] == 10 and not s[1]]
+moved_early = [s for s in samples if s[0] == 0 and not s[1]]
+gone_early = [s for s in samples if s[0] > 0 and not s[2]]
 promoting = [s for s in samples if s[3] == "CanaryPromoting"]
-print("promotion samples: %d; canary held at 10%% during the rollout: %d; CanaryPromoting: %d"
-      % (len(samples), len(held), len(promoting)))
-assert len(samples) >= 4, samples
+print("promotion samples: %d; the canary at 10%% while the primary rolled out: %d; "
+      "status.canary.reason CanaryPromoting: %d" % (len(samples), len(held), len(promoting)))
+print("MEASURED promotion samples holding the canary's share during the rollout: %d of %d"
+      % (len(held), len(samples)))
+assert len(samples) >= 10, samples
 assert held, "no sample saw the canary keep its 10%% while the primary rolled out: %s" % samples
-assert promoting, "status.canary.reason was never CanaryPromoting: %s" % samples
 assert not moved_early, "the route moved off the canary before the rollout was complete: %s" % moved_early
 assert not gone_early, "the canary's Deployment went while the route named it: %s" % gone_early
 PY
@@ -178,6 +185,9 @@ test_canary_promoted_under_load() {
   wait "$load" || fail "the load generator failed"
   wait "$sampler"
   check_promotion_order "$WORK/promote.samples" || fail "the promotion's steps were out of order"
+  # The first step is news: a Normal Event on the ModelDeployment.
+  kubectl -n "$NS" get events --field-selector "reason=CanaryPromoting,involvedObject.name=$SPLIT" -o name | grep -q . ||
+    fail "no CanaryPromoting Event"
   load_was_clean "$WORK/promote.json" promotion 100 || fail "requests failed during the promotion"
   split_load "$WORK/promoted.json" --seconds 30 --requests 100 >/dev/null
   python3 - "$WORK/promoted.json" <<'PY' || fail "the promoted model is not the one answering"

@@ -230,34 +230,16 @@ pub fn plan_traffic(
             }
         }
         Ok((host, RouteApi::Gateway(gateway))) => {
-            let backend = match (&v.canary, promotion) {
-                (Some(c), _) => Some(CanaryBackend {
-                    service: &c.name,
-                    weight: if canary_ready > 0 {
+            // The canary's backend in the route and the share reported, from the spec's
+            // canary or, while it holds, the promotion's.
+            let (backend, canary_traffic) = match (&v.canary, promotion) {
+                (Some(c), _) => {
+                    let weight = if canary_ready > 0 {
                         c.traffic_percent
                     } else {
                         0
-                    },
-                    ready: canary_ready > 0,
-                    version: c.version.as_deref(),
-                    promoting: false,
-                }),
-                (None, Some(p)) => Some(CanaryBackend {
-                    service: &p.name,
-                    weight: p.traffic_percent,
-                    ready: true,
-                    version: p.version.as_deref(),
-                    promoting: true,
-                }),
-                (None, None) => None,
-            };
-            let route = build_httproute(v, &host, &expose.path, gateway, backend.as_ref());
-            let grpc_route = build_grpcroute(v, &host, gateway, backend.as_ref());
-            let canary_traffic = match (&v.canary, promotion) {
-                (Some(c), _) => Some(CanaryTraffic {
-                    ready_replicas: canary_ready,
-                    traffic_percent: backend.as_ref().map_or(0, |b| b.weight),
-                    hold: (canary_ready == 0).then(|| {
+                    };
+                    let hold = (canary_ready == 0).then(|| {
                         (
                             CanaryHold::NotReady,
                             format!(
@@ -265,21 +247,42 @@ pub fn plan_traffic(
                                 c.replicas
                             ),
                         )
-                    }),
-                }),
-                (None, Some(p)) => Some(CanaryTraffic {
-                    ready_replicas: canary_ready,
-                    traffic_percent: p.traffic_percent,
-                    hold: Some((
+                    });
+                    let backend = CanaryBackend {
+                        service: &c.name,
+                        weight,
+                        ready: canary_ready > 0,
+                        version: c.version.as_deref(),
+                        promoting: false,
+                    };
+                    (Some(backend), Some((weight, hold)))
+                }
+                (None, Some(p)) => {
+                    let hold = (
                         CanaryHold::Promoting,
                         format!(
                             "promoted: the primary rolls out the canary's model; the canary keeps {}% of the public traffic until every primary pod runs it, then the route moves it all to the primary and the canary is removed",
                             p.traffic_percent
                         ),
-                    )),
-                }),
-                (None, None) => None,
+                    );
+                    let backend = CanaryBackend {
+                        service: &p.name,
+                        weight: p.traffic_percent,
+                        ready: true,
+                        version: p.version.as_deref(),
+                        promoting: true,
+                    };
+                    (Some(backend), Some((p.traffic_percent, Some(hold))))
+                }
+                (None, None) => (None, None),
             };
+            let canary_traffic = canary_traffic.map(|(traffic_percent, hold)| CanaryTraffic {
+                ready_replicas: canary_ready,
+                traffic_percent,
+                hold,
+            });
+            let route = build_httproute(v, &host, &expose.path, gateway, backend.as_ref());
+            let grpc_route = build_grpcroute(v, &host, gateway, backend.as_ref());
             Traffic {
                 route: Some(Route::HTTPRoute(Box::new(route))),
                 grpc_route,

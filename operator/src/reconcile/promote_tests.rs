@@ -7,6 +7,7 @@ use http::{Method, StatusCode};
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
+use super::retire_tests::{canary_deployment, expect_primary_alone_then_canary_marked};
 use super::tests::{
     DEPLOYMENTS, EVENTS, MODEL_DEPLOYMENTS, SERVICES, condition, rolled_out, run_with,
     stored_with_status,
@@ -121,11 +122,7 @@ async fn while_the_primary_rolls_out_the_promoted_canary_keeps_its_share() {
 #[tokio::test]
 async fn once_the_primary_has_rolled_out_the_route_moves_then_the_canary_retires() {
     let md = promoted();
-    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {},
-        "metadata": {"name": "iris-canary", "namespace": "ml",
-                     "ownerReferences": [{"apiVersion": "modelship.io/v1alpha1",
-                         "kind": "ModelDeployment", "name": "iris",
-                         "uid": md.metadata.uid.clone().unwrap(), "controller": true}]}});
+    let deployment = canary_deployment(&md, json!({}));
     let stored = stored_with_status(&md);
     let result = run_with(md, canary_pods(1), gateway_mode(), |mut api| async move {
         api.expect(Method::GET, DISCOVERY, gateway_api_installed)
@@ -135,23 +132,9 @@ async fn once_the_primary_has_rolled_out_the_route_moves_then_the_canary_retires
             .await;
         api.expect(Method::PATCH, &format!("{SERVICES}/iris"), echo)
             .await;
-        // Every primary pod runs the promoted model: the route names the primary alone.
-        let route = api
-            .expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), accepted)
-            .await;
-        let rules = route.body["spec"]["rules"].as_array().unwrap();
-        assert!(rules.iter().all(|r| {
-            let backends = r["backendRefs"].as_array().unwrap();
-            backends.len() == 1 && backends[0]["name"] == "iris"
-        }));
-        // Then the canary, which had traffic, is marked for its grace, not deleted yet.
-        api.expect(Method::GET, &format!("{DEPLOYMENTS}/iris-canary"), |_| {
-            (StatusCode::OK, deployment)
-        })
-        .await;
-        let mark = api
-            .expect(Method::PATCH, &format!("{DEPLOYMENTS}/iris-canary"), echo)
-            .await;
+        // Every primary pod runs the promoted model: the route names the primary alone; then
+        // the canary, which had traffic, is marked for its grace, not deleted yet.
+        let mark = expect_primary_alone_then_canary_marked(&mut api, deployment).await;
         assert!(mark.body["metadata"]["annotations"][RETIRING_SINCE].is_string());
         let event = api.expect(Method::POST, EVENTS, echo).await;
         assert_eq!(event.body["reason"], "ModelServing");

@@ -198,8 +198,30 @@ fn canary_removed_after(traffic_percent: i32) -> ModelDeployment {
     md
 }
 
+/// The route applied with the primary alone, then the canary's Deployment (answered as
+/// `deployment`) read and marked retiring, not deleted: the mark's request.
+pub(super) async fn expect_primary_alone_then_canary_marked(
+    api: &mut mock_api::ApiServer,
+    deployment: Value,
+) -> mock_api::Received {
+    let route = api
+        .expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), accepted)
+        .await;
+    let rules = route.body["spec"]["rules"].as_array().unwrap();
+    assert!(rules.iter().all(|r| {
+        let backends = r["backendRefs"].as_array().unwrap();
+        backends.len() == 1 && backends[0]["name"] == "iris"
+    }));
+    api.expect(Method::GET, &format!("{DEPLOYMENTS}/iris-canary"), |_| {
+        (StatusCode::OK, deployment)
+    })
+    .await;
+    api.expect(Method::PATCH, &format!("{DEPLOYMENTS}/iris-canary"), echo)
+        .await
+}
+
 /// The canary's Deployment as the API server has it: owned by `md`, with `annotations`.
-fn canary_deployment(md: &ModelDeployment, annotations: Value) -> Value {
+pub(super) fn canary_deployment(md: &ModelDeployment, annotations: Value) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {},
            "metadata": {"name": "iris-canary", "namespace": "ml", "annotations": annotations,
                         "ownerReferences": [{"apiVersion": "modelship.io/v1alpha1",
@@ -223,23 +245,7 @@ async fn a_canary_that_had_traffic_is_kept_while_the_gateway_moves_off_it() {
                 .await;
             api.expect(Method::PATCH, &format!("{SERVICES}/iris"), echo)
                 .await;
-            // The route first: the primary alone.
-            let route = api
-                .expect(Method::PATCH, &format!("{HTTPROUTES}/iris"), accepted)
-                .await;
-            let rules = route.body["spec"]["rules"].as_array().unwrap();
-            assert!(rules.iter().all(|r| {
-                let backends = r["backendRefs"].as_array().unwrap();
-                backends.len() == 1 && backends[0]["name"] == "iris"
-            }));
-            // Then the canary is marked, not deleted.
-            api.expect(Method::GET, &format!("{DEPLOYMENTS}/iris-canary"), |_| {
-                (StatusCode::OK, deployment)
-            })
-            .await;
-            let mark = api
-                .expect(Method::PATCH, &format!("{DEPLOYMENTS}/iris-canary"), echo)
-                .await;
+            let mark = expect_primary_alone_then_canary_marked(&mut api, deployment).await;
             let since = mark.body["metadata"]["annotations"][RETIRING_SINCE]
                 .as_str()
                 .unwrap();

@@ -3,16 +3,32 @@
 
 import http.server
 import json
+import os
 import re
 import threading
 import time
 
 import requests
 
-from conftest import FLOWERS
+from conftest import FLOWERS, Server
 
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+
+
+def start_iris(*args, env=None):
+    """The builtin Iris server under tract with `args`, started with `env` added to the
+    environment (restored after the start)."""
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        return Server("--model", "builtin://iris", "--runtime", "tract", *args)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def unbatch(headers: dict, body: bytes) -> list:

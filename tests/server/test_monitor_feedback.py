@@ -13,23 +13,14 @@ import pytest
 import requests
 
 from conftest import FLOWERS, LABELS, Server
-from monitor_helpers import infer, metric
+from monitor_helpers import start_iris, infer, metric
 from test_web_page import browser, page  # noqa: F401  (the headless Chromium fixtures)
 
 KEY = "k-" + "7" * 30
 
 
 def start(*args, env=None):
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
-    try:
-        return Server("--model", "builtin://iris", "--runtime", "tract", *args)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return start_iris(*args, env=env)
 
 
 def feedback(server, items, headers=None, model="iris"):

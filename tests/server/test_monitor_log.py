@@ -9,7 +9,6 @@ JSON Lines objects."""
 import concurrent.futures
 import gzip
 import json
-import os
 import signal
 import struct
 import time
@@ -17,8 +16,8 @@ import time
 import pytest
 import requests
 
-from conftest import FLOWERS, Server, free_port
-from monitor_helpers import BATCH_CONTENT_TYPE, Receiver, body_json, infer, metric, one_flower
+from conftest import FLOWERS, free_port
+from monitor_helpers import start_iris, BATCH_CONTENT_TYPE, Receiver, body_json, infer, metric, one_flower
 
 # The ceiling of the server's resident memory under a dead or slow sink, with a 200-event
 # queue: the debug binary with Iris serves in about 40 MB; the queue holds at most 200 small events.
@@ -26,16 +25,7 @@ RSS_CEILING_MB = 150
 
 
 def start(*args, env=None):
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
-    try:
-        return Server("--model", "builtin://iris", "--runtime", "tract", *args)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return start_iris(*args, env=env)
 
 
 def rss_mb(server) -> float:

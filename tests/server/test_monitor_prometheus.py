@@ -31,8 +31,8 @@ import time
 import pytest
 import requests
 
-from conftest import FLOWERS, Server, free_port
-from monitor_helpers import infer
+from conftest import FLOWERS, free_port
+from monitor_helpers import infer, start_iris
 from test_web_page import browser, page  # noqa: F401  (the headless Chromium fixtures)
 
 PROMETHEUS_BIN = os.environ.get("MODELSHIP_PROMETHEUS_BIN", "")
@@ -42,16 +42,7 @@ SCRAPE_S = 1
 def start(name, namespace, *args):
     """An Iris server as the pod `name` of `namespace` would be (downward-API variables)."""
     env = {"MODELSHIP_NAMESPACE": namespace, "MODELSHIP_POD_NAME": name, "MODELSHIP_POD_IP": "127.0.0.1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        return Server("--model", "builtin://iris", "--runtime", "tract", *args)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return start_iris(*args, env=env)
 
 
 class Prometheus:

@@ -11,7 +11,7 @@
 //! canary removed.
 
 use crate::crd::ModelDeploymentStatus;
-use crate::validate::{CANARY_SUFFIX, Validated};
+use crate::validate::{Validated, canary_name};
 
 /// A promotion in progress: the canary as the last status reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub fn promotion(
     let same_model = canary.model.uri == v.model.uri
         && canary.model.version.as_deref() == v.endpoint.model_version.as_deref();
     (same_model && canary.traffic_percent > 0).then(|| Promotion {
-        name: format!("{}{CANARY_SUFFIX}", v.name),
+        name: canary_name(&v.name),
         version: canary.model.version.clone(),
         traffic_percent: canary.traffic_percent,
         uri: canary.model.uri.clone(),

@@ -29,7 +29,7 @@ use crate::build::{GatewayApi, Traffic, plan_traffic};
 use crate::crd::ModelDeployment;
 use crate::gateway_api::{GRPCRoute, HTTPRoute};
 use crate::status::{ConditionType, Rollout, RouteVerdict, judge_route};
-use crate::validate::{CANARY_SUFFIX, Validated};
+use crate::validate::{Validated, canary_name};
 
 /// The plan, what discovery found, and the canary's pods.
 pub(super) struct Planned {
@@ -84,8 +84,7 @@ pub(super) fn plan(
     ctx: &Context,
 ) -> Planned {
     let canary_pods = if v.canary.is_some() || previously_canary(md) {
-        ctx.caches
-            .pods_of(&v.namespace, &format!("{}{CANARY_SUFFIX}", v.name))
+        ctx.caches.pods_of(&v.namespace, &canary_name(&v.name))
     } else {
         Vec::new()
     };
@@ -132,7 +131,7 @@ pub(super) async fn apply_traffic(
 ) -> Result<TrafficApplied, Error> {
     let mut found = TrafficApplied::default();
     let client = &ctx.client;
-    let canary_name = format!("{}{CANARY_SUFFIX}", v.name);
+    let canary_name = canary_name(&v.name);
     if let Some(canary) = &planned.traffic.canary {
         let deployments = Api::<Deployment>::namespaced(client.clone(), &v.namespace);
         let applied = apply(deployments.clone(), &canary_name, &canary.deployment).await?;

@@ -28,7 +28,7 @@ use names::{TOKEN_RULE, is_dns_label, is_token};
 pub use disruption::{AUTO_BUDGET_REPLICAS, DEFAULT_MAX_UNAVAILABLE, Disruption};
 pub use monitoring::{Monitoring, PayloadLog};
 pub use source::ModelSource;
-pub use traffic::{CANARY_SUFFIX, DEFAULT_CANARY_REPLICAS, MAX_NAME_WITH_CANARY};
+pub use traffic::{CANARY_SUFFIX, DEFAULT_CANARY_REPLICAS, MAX_NAME_WITH_CANARY, canary_name};
 pub use validated::{
     Auth, Autoscaling, BatchDelay, Batching, Canary, DEFAULT_MIN_REPLICAS, DEFAULT_REPLICAS,
     DEFAULT_SERVICE_PORT, DEFAULT_TARGET_CPU, Endpoint, Expose, Model, Scaling, Server,

@@ -11,6 +11,11 @@ use crate::validate::{Auth, Canary, Expose, Model};
 pub const DEFAULT_CANARY_REPLICAS: i32 = 1;
 /// Suffix of the canary's Deployment and Service names.
 pub const CANARY_SUFFIX: &str = "-canary";
+/// The canary's Deployment and Service of the ModelDeployment `name`.
+pub fn canary_name(name: &str) -> String {
+    format!("{name}{CANARY_SUFFIX}")
+}
+
 /// Longest ModelDeployment name that leaves room for [`CANARY_SUFFIX`] in a DNS label.
 pub const MAX_NAME_WITH_CANARY: usize = 63 - CANARY_SUFFIX.len();
 
@@ -169,7 +174,7 @@ pub(super) fn canary(
         return None;
     };
     Some(Some(Canary {
-        name: format!("{name}{CANARY_SUFFIX}"),
+        name: canary_name(name),
         model: Model {
             uri: model.uri.clone(),
             source,
